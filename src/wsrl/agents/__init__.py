@@ -1,0 +1,33 @@
+"""Learners. Every learner module offers the same functions: create, update, sample_actions, eval_actions,
+required_batch_keys; `module_of(agent)` picks the module for an agent object."""
+
+from wsrl.agents import iql, sac
+from wsrl.agents.iql import IQL, IQLConfig
+from wsrl.agents.sac import ActorCritic, ActorCriticConfig
+
+Agent = ActorCritic | IQL
+
+
+def module_of(agent):
+    return iql if isinstance(agent, IQL) else sac
+
+
+def create(config, obs_dim: int, action_dim: int, seed: int):
+    module = iql if isinstance(config, IQLConfig) else sac
+    return module.create(config, obs_dim, action_dim, seed)
+
+
+def update(agent, batch, update_actor: bool = True):
+    return module_of(agent).update(agent, batch, update_actor=update_actor)
+
+
+def sample_actions(agent, observations, key):
+    return module_of(agent).sample_actions(agent, observations, key)
+
+
+def eval_actions(agent, observations):
+    return module_of(agent).eval_actions(agent, observations)
+
+
+def required_batch_keys(agent) -> tuple[str, ...]:
+    return module_of(agent).required_batch_keys(agent.config)

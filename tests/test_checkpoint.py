@@ -1,0 +1,100 @@
+"""Checkpoint round-trip, warm-start conversion and incompatible checkpoints."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from wsrl import agents
+from wsrl.io import checkpoint
+
+OBS, ACT = 5, 2
+
+
+def random_batch(utd=2, batch=16, seed=0):
+    r = np.random.default_rng(seed)
+    return {
+        "observations": r.normal(size=(utd, batch, OBS)).astype(np.float32),
+        "actions": r.uniform(-1, 1, (utd, batch, ACT)).astype(np.float32),
+        "rewards": r.normal(size=(utd, batch)).astype(np.float32),
+        "next_observations": r.normal(size=(utd, batch, OBS)).astype(np.float32),
+        "masks": np.ones((utd, batch), np.float32),
+        "mc_returns": r.normal(size=(utd, batch)).astype(np.float32),
+    }
+
+
+def leaves_equal(a, b):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def pretrained(tmp_path, **overrides):
+    config = agents.ActorCriticConfig(regularizer="calql", num_critics=10, critic_hidden_dims=(8, 8),
+                                      actor_hidden_dims=(8, 8), cql_num_actions=2, **overrides)
+    agent = agents.create(config, OBS, ACT, seed=1)
+    agent, _ = agents.update(agent, random_batch())  # non-trivial Adam moments
+    checkpoint.save(tmp_path / "ckpt", agent, obs_dim=OBS, extra={"task": "unit"})
+    return agent
+
+
+@pytest.mark.parametrize("config", [
+    agents.ActorCriticConfig(regularizer="calql", cql_lagrange=True, num_critics=2, critic_hidden_dims=(8,),
+                             actor_hidden_dims=(8,), cql_num_actions=2),
+    agents.IQLConfig(critic_hidden_dims=(8,), actor_hidden_dims=(8,), value_hidden_dims=(8,)),
+])
+def test_round_trip_is_exact(tmp_path, config):
+    agent = agents.create(config, OBS, ACT, seed=3)
+    agent, _ = agents.update(agent, random_batch())
+    checkpoint.save(tmp_path, agent, obs_dim=OBS, extra={"step": 7})
+    loaded, meta = checkpoint.load(tmp_path)
+    assert loaded.config == agent.config
+    assert leaves_equal(agent, loaded)
+    assert meta["step"] == 7 and meta["obs_dim"] == OBS and "jax" in meta["versions"]
+    # The loaded agent continues exactly like the original.
+    a1, _ = agents.update(agent, random_batch(seed=5))
+    a2, _ = agents.update(loaded, random_batch(seed=5))
+    assert leaves_equal(a1, a2)
+
+
+def test_warm_start_keeps_weights_and_adam_moments(tmp_path):
+    pre = pretrained(tmp_path)
+    config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
+    fine = checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT, init="both")
+    assert fine.config.regularizer == "none" and fine.cql_multiplier is None
+    assert leaves_equal(fine.actor, pre.actor) and leaves_equal(fine.critic, pre.critic)
+    assert leaves_equal(fine.target_critic_params, pre.target_critic_params)
+    assert leaves_equal(fine.temperature, pre.temperature)
+    mu = jax.tree_util.tree_leaves(fine.critic.opt_state[0].mu)
+    assert any(np.abs(np.asarray(m)).sum() > 0 for m in mu), "Adam moments were reset"
+
+
+def test_warm_start_policy_only_leaves_fresh_critic(tmp_path):
+    pre = pretrained(tmp_path)
+    config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
+    fresh = agents.create(config, OBS, ACT, seed=9)
+    fine = checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT, init="policy", seed=9)
+    assert leaves_equal(fine.actor, pre.actor)
+    assert leaves_equal(fine.critic, fresh.critic) and not leaves_equal(fine.critic, pre.critic)
+
+
+def test_incompatible_checkpoint_says_what_differs(tmp_path):
+    pretrained(tmp_path)
+    config = agents.ActorCriticConfig(num_critics=4, critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
+    with pytest.raises(checkpoint.CheckpointError, match="num_critics: checkpoint has 10, fine-tuning asks for 4"):
+        checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT)
+    with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 5/2"):
+        checkpoint.warm_start(tmp_path / "ckpt", agents.ActorCriticConfig(critic_hidden_dims=(8, 8),
+                              actor_hidden_dims=(8, 8)), OBS + 1, ACT)
+
+
+def test_missing_and_damaged_checkpoints(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="not a wsrl checkpoint"):
+        checkpoint.load(tmp_path / "nothing")
+    pretrained(tmp_path)
+    meta_path = tmp_path / "ckpt" / checkpoint.META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["critic_hidden_dims"] = [16, 16]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        checkpoint.load(tmp_path / "ckpt")
