@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from wsrl import networks as nets
+from wsrl.errors import ConfigError
 from wsrl.agents.sac import Optimized, adam_step, check_positive, optimized, polyak
 
 
@@ -38,9 +39,9 @@ class IQLConfig:
 
     def __post_init__(self):
         if not 0.0 < self.expectile < 1.0:
-            raise ValueError(f"expectile={self.expectile} must be in (0, 1)")
+            raise ConfigError(f"expectile={self.expectile} must be in (0, 1)")
         if not 0.0 <= self.discount < 1.0:
-            raise ValueError(f"discount={self.discount} must be in [0, 1)")
+            raise ConfigError(f"discount={self.discount} must be in [0, 1)")
         for name in ("beta", "max_weight", "actor_lr", "critic_lr", "value_lr", "num_critics", "tau"):
             check_positive(name, getattr(self, name))
 
@@ -100,9 +101,18 @@ def value_loss(value_params, agent: IQL, batch):
     return loss, {"value_loss": loss, "v": v.mean()}
 
 
-def critic_loss(critic_params, agent: IQL, batch):
+def policy_mean_log_std(agent: IQL, actor_params, observations):
+    return actor_module(agent.config, agent.action_dim).apply(actor_params, observations)
+
+
+def td_target(agent: IQL, batch, key=None):
+    """r + gamma * mask * V(s') (IQL never evaluates Q at s'). `key` is unused; kept for a common signature."""
     next_v = value_module(agent.config).apply(agent.value.params, batch["next_observations"])
-    target = batch["rewards"] + agent.config.discount * batch["masks"] * next_v
+    return batch["rewards"] + agent.config.discount * batch["masks"] * next_v
+
+
+def critic_loss(critic_params, agent: IQL, batch):
+    target = td_target(agent, batch)
     q = q_values(agent, critic_params, batch["observations"], batch["actions"])
     loss = jnp.mean((q - target) ** 2)
     return loss, {"critic_loss": loss, "q_data": q.mean(), "target_q": target.mean()}
@@ -117,7 +127,7 @@ def actor_loss(actor_params, agent: IQL, batch):
     v = value_module(agent.config).apply(agent.value.params, obs)
     q = q_values(agent, agent.target_critic_params, obs, batch["actions"]).min(axis=0)
     weights = jax.lax.stop_gradient(awr_weights(q - v, agent.config.beta, agent.config.max_weight))
-    mean, log_std = actor_module(agent.config, agent.action_dim).apply(actor_params, obs)
+    mean, log_std = policy_mean_log_std(agent, actor_params, obs)
     log_prob = nets.gaussian_log_prob(mean, log_std, batch["actions"])
     loss = -jnp.mean(weights * log_prob)
     return loss, {"actor_loss": loss, "adv": (q - v).mean(), "awr_weight": weights.mean()}
@@ -150,13 +160,13 @@ update = jax.jit(_update, static_argnames=("update_actor",))
 
 @jax.jit
 def sample_actions(agent: IQL, observations, key):
-    mean, log_std = actor_module(agent.config, agent.action_dim).apply(agent.actor.params, observations)
+    mean, log_std = policy_mean_log_std(agent, agent.actor.params, observations)
     return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
 
 
 @jax.jit
 def eval_actions(agent: IQL, observations):
-    mean, _ = actor_module(agent.config, agent.action_dim).apply(agent.actor.params, observations)
+    mean, _ = policy_mean_log_std(agent, agent.actor.params, observations)
     return jnp.clip(mean, -1.0, 1.0)
 
 

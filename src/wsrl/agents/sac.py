@@ -11,6 +11,7 @@ Only the network being updated has its optimizer stepped: each network has its o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from typing import Any
 
@@ -21,6 +22,7 @@ import optax
 
 from wsrl import networks as nets
 from wsrl.agents import cql
+from wsrl.errors import ConfigError
 
 BACKUPS = ("min", "max_over_actions", "max_over_ensemble")
 REGULARIZERS = ("none", "cql", "calql")
@@ -73,12 +75,12 @@ class ActorCriticConfig:
         check_choice("regularizer", self.regularizer, REGULARIZERS)
         check_positive("num_critics", self.num_critics)
         if not 1 <= self.critic_subsample <= self.num_critics and not self.subsample_with_replacement:
-            raise ValueError(f"critic_subsample={self.critic_subsample} must be between 1 and num_critics="
+            raise ConfigError(f"critic_subsample={self.critic_subsample} must be between 1 and num_critics="
                              f"{self.num_critics} (or set subsample_with_replacement)")
         if not 0.0 <= self.discount < 1.0:
-            raise ValueError(f"discount={self.discount} must be in [0, 1)")
+            raise ConfigError(f"discount={self.discount} must be in [0, 1)")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau={self.tau} must be in (0, 1]")
+            raise ConfigError(f"tau={self.tau} must be in (0, 1]")
         for name in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature", "cql_num_actions",
                      "num_backup_actions", "cql_temperature"):
             check_positive(name, getattr(self, name))
@@ -86,15 +88,14 @@ class ActorCriticConfig:
 
 def check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
-        import difflib
-        close = difflib.get_close_matches(value, choices, n=1)
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.4)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}.{hint}")
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.{hint}")
 
 
 def check_positive(name: str, value) -> None:
     if not value > 0:
-        raise ValueError(f"{name}={value} must be > 0")
+        raise ConfigError(f"{name}={value} must be > 0")
 
 
 class Optimized(struct.PyTreeNode):

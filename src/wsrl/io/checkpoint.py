@@ -15,6 +15,7 @@ import jax
 
 from wsrl import agents
 from wsrl.agents import IQL, ActorCritic, ActorCriticConfig, IQLConfig
+from wsrl.errors import WsrlError
 from wsrl.io.provenance import provenance
 
 AGENT_FILE, META_FILE = "agent.msgpack", "checkpoint.json"
@@ -23,7 +24,7 @@ INIT_CHOICES = ("both", "policy", "critic", "none")
 _CONFIG_TYPES = {"actor_critic": ActorCriticConfig, "iql": IQLConfig}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WsrlError):
     """A checkpoint is missing, malformed or does not fit what it is loaded into."""
 
 
@@ -102,13 +103,23 @@ def _architecture(config, part: str) -> dict:
     return {n: getattr(config, n) for n in names}
 
 
+def size_problems(meta: dict, obs_dim: int, action_dim: int) -> list[str]:
+    if meta["obs_dim"] == obs_dim and meta["action_dim"] == action_dim:
+        return []
+    return [f"observation/action sizes {meta['obs_dim']}/{meta['action_dim']} in the checkpoint, "
+            f"{obs_dim}/{action_dim} in the task (was it pre-trained on another task?)"]
+
+
+def check_sizes(meta: dict, obs_dim: int, action_dim: int, source: str) -> None:
+    problems = size_problems(meta, obs_dim, action_dim)
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit this task: {problems[0]}")
+
+
 def check_compatible(meta: dict, config: ActorCriticConfig, obs_dim: int, action_dim: int, init: str,
                      source: str) -> None:
     """Fail with what differs and how to pre-train a matching checkpoint."""
-    problems = []
-    if meta["obs_dim"] != obs_dim or meta["action_dim"] != action_dim:
-        problems.append(f"observation/action sizes {meta['obs_dim']}/{meta['action_dim']} in the checkpoint, "
-                        f"{obs_dim}/{action_dim} in the task (was it pre-trained on another task?)")
+    problems = size_problems(meta, obs_dim, action_dim)
     if init in ("both", "policy") and meta["learner"] == "iql":
         problems.append("an IQL policy is an un-squashed Gaussian and cannot initialise the tanh-Gaussian SAC "
                         "policy; use --init critic, or pre-train with cal-ql / cql")

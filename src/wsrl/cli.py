@@ -1,0 +1,220 @@
+"""The `wsrl` command line. Options of `pretrain`, `finetune` and `run` are generated from the config dataclasses,
+so `--help` always lists every option with its meaning and default."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+
+from wsrl import config as C
+
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def parse_bool(text: str) -> bool:
+    try:
+        return BOOL_WORDS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 256,256, got {text!r}") from None
+    if not dims or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return dims
+
+
+def _base_type(annotation):
+    """int | None -> int; tuple[int, ...] -> tuple."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _base_type(args[0])
+    return typing.get_origin(annotation) or annotation
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind = _base_type(hints[f.name])
+        converter = {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str}[kind]
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        metavar = {bool: "BOOL", tuple: "N,N"}.get(kind, f.name.upper())
+        flag = {"nargs": "?", "const": True} if kind is bool else {}  # `--resume` alone means true
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=converter, default=default,
+                            metavar=metavar, help=f"{f.metadata.get('help', '')} (default: {shown})", **flag)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**values, **overrides})
+
+
+# ---- commands ------------------------------------------------------------------------------------------------
+
+def cmd_pretrain(args) -> None:
+    from wsrl.train.offline import pretrain
+    run_dir = pretrain(dataclass_from_args(C.PretrainConfig, args))
+    print(f"pre-training done: {run_dir} (checkpoint: {run_dir / 'checkpoint'})")
+
+
+def cmd_finetune(args) -> None:
+    from wsrl.train.online import finetune
+    run_dir = finetune(dataclass_from_args(C.FinetuneConfig, args))
+    print(f"fine-tuning done: {run_dir}")
+
+
+def cmd_run(args) -> None:
+    from wsrl.api import run
+    finetune_cfg = dataclass_from_args(C.FinetuneConfig, args)
+    pretrain_dir, finetune_dir = run(finetune_cfg, algorithm=args.algorithm, pretrain_steps=args.pretrain_steps)
+    print(f"pre-training: {pretrain_dir}\nfine-tuning: {finetune_dir}")
+
+
+def cmd_tasks(args) -> None:
+    from wsrl.tasks import describe_tasks
+    rows = describe_tasks()
+    if args.family:
+        rows = [r for r in rows if r["family"] == args.family]
+    for row in rows:
+        present = "yes" if row["dataset_present"] else "no"
+        print(f"{row['name']:<48} {row['family']:<13} env {row['env_id']:<40} dataset: {present}")
+        if not row["dataset_present"] and args.verbose:
+            print(f"    {row['how_to_get']}")
+    if not args.verbose:
+        print("\n(--verbose says how to get each missing dataset)")
+
+
+def cmd_datagen(args) -> None:
+    from wsrl.datagen import generate
+    from wsrl.tasks import get_task
+    out = Path(args.out) if args.out else get_task(args.task).dataset_path
+    policy_kw = {}
+    if args.checkpoint:
+        policy_kw["policy_fn"] = checkpoint_policy(args.checkpoint)
+    path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
+                    fmt=args.format, progress=not args.quiet, **policy_kw)
+    print(f"dataset written: {path}")
+
+
+def checkpoint_policy(directory: str):
+    """A `policy_fn(obs, rng)` that samples the saved policy (for the `policy` datagen recipe)."""
+    import jax
+    import numpy as np
+
+    from wsrl import agents
+    from wsrl.io import checkpoint
+    agent, _ = checkpoint.load(directory)
+
+    def policy_fn(obs, rng):
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        return np.asarray(agents.sample_actions(agent, np.asarray(obs, np.float32)[None], key)[0])
+    return policy_fn
+
+
+def cmd_plot(args) -> None:
+    from wsrl.plot import plot_runs
+    from wsrl.summary import find_runs
+    runs = find_runs([Path(p) for p in args.runs])
+    if not runs:
+        raise C.ConfigError(f"no run directories (config.json + metrics.jsonl) under {', '.join(args.runs)}")
+    for path in plot_runs(runs, Path(args.out)):
+        print(f"wrote {path}")
+
+
+def cmd_summary(args) -> None:
+    from wsrl.summary import find_runs, format_table, summarize
+    runs = find_runs([Path(p) for p in args.runs])
+    if not runs:
+        raise C.ConfigError(f"no run directories (config.json + metrics.jsonl) under {', '.join(args.runs)}")
+    print(format_table(summarize(runs)))
+
+
+def cmd_demo(args) -> None:
+    from wsrl.demo import demo
+    demo(Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsrl", description="Offline pre-training and online fine-tuning without retaining the offline data "
+        "(WSRL), with the paper's baselines, ablations and diagnostics.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="generate a small maze dataset, pre-train, fine-tune, print a table and plot")
+    p.add_argument("--out", default="runs/demo", help="directory for the demo's runs, table and plot")
+    p.add_argument("--quick", action="store_true", help="a much shorter run (for smoke tests)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tasks", help="list the tasks, whether each dataset is present and how to get it")
+    p.add_argument("--family", default=None, help="only this family (antmaze, kitchen, adroit, locomotion, ...)")
+    p.add_argument("--verbose", action="store_true", help="say how to get each missing dataset")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("datagen", help="generate a dataset locally (no download)")
+    p.add_argument("--task", required=True, help="task id (see `wsrl tasks`)")
+    p.add_argument("--recipe", required=True,
+                   help="maze-planner, random, policy (needs --checkpoint), oracle (OGBench manipulation)")
+    p.add_argument("--steps", type=int, default=1_000_000, help="environment steps (default: 1000000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--noise", type=float, default=None, help="action noise std (default: the recipe's)")
+    p.add_argument("--format", default="hdf5", choices=("hdf5", "minari"), help="file format (default: hdf5)")
+    p.add_argument("--checkpoint", default=None, help="policy checkpoint for --recipe policy")
+    p.add_argument("--out", default=None, help="output path (default: the task's dataset path)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_datagen)
+
+    p = sub.add_parser("pretrain", help="offline pre-training (Cal-QL, CQL, IQL)")
+    add_dataclass_options(p, C.PretrainConfig)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="online fine-tuning: " + ", ".join(C.METHODS))
+    add_dataclass_options(p, C.FinetuneConfig)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("run", help="pre-train then fine-tune, in <run-dir>/pretrain and <run-dir>/finetune")
+    add_dataclass_options(p, C.FinetuneConfig, skip=("checkpoint",))
+    p.add_argument("--algorithm", default=None,
+                   help="offline algorithm: cal-ql, cql, iql (default: the method's, else cal-ql)")
+    p.add_argument("--pretrain-steps", type=int, default=None, help="offline steps (default: family preset)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plot", help="the paper's figures from run directories (PNG and SVG)")
+    p.add_argument("runs", nargs="+", help="run directories or folders containing them")
+    p.add_argument("--out", default="plots", help="output directory (default: plots)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("summary", help="results table: final and best score per method and task, IQM")
+    p.add_argument("runs", nargs="+", help="run directories or folders containing them")
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from wsrl.errors import WsrlError
+    try:
+        args.func(args)
+    except (WsrlError, FileNotFoundError) as err:
+        print(f"wsrl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Errors that mean "the input is wrong": the command line prints their message (no traceback) and exits 2."""
+
+
+class WsrlError(ValueError):
+    """Bad input: the message names the thing and the fix."""
+
+
+class ConfigError(WsrlError):
+    """A configuration value is unknown or out of range."""

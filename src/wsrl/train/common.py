@@ -1,0 +1,150 @@
+"""Pieces shared by pre-training and fine-tuning: datasets for training, evaluation, run directories, snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from wsrl import agents
+from wsrl.config import CommonConfig, ConfigError, to_jsonable
+from wsrl.data import DataError
+from wsrl.data.loaders import load_dataset
+from wsrl.data.returns import mc_returns_to_go
+from wsrl.data.transitions import Transitions
+from wsrl.io.provenance import provenance
+from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE
+from wsrl.tasks import Task, normalized_score
+
+STATE_DIR = "state"
+
+
+# ---- data ----------------------------------------------------------------------------------------------------
+
+def dataset_source(task: Task, override: str | None) -> str | Path:
+    return override if override is not None else task.dataset_path
+
+
+def load_training_data(task: Task, override: str | None, obs_dim: int, action_dim: int,
+                       discount: float) -> Transitions:
+    """The task's dataset with the family's reward transform applied and Monte-Carlo returns-to-go attached."""
+    source = dataset_source(task, override)
+    if override is None and not Path(source).exists():
+        raise DataError(f"task {task.name!r} has no dataset at {source}. {task.dataset_hint}")
+    data = load_dataset(source)
+    if data.obs_dim != obs_dim or data.act_dim != action_dim:
+        raise DataError(f"{source}: observations/actions have sizes {data.obs_dim}/{data.act_dim} but the "
+                        f"environment of task {task.name!r} has {obs_dim}/{action_dim}; this dataset belongs to "
+                        f"another task")
+    rewards = task.reward_transform(data.rewards)
+    returns = mc_returns_to_go(rewards, data.episode_ends(), discount, task.sparse_negative_reward)
+    return data.with_rewards(rewards).with_mc_returns(returns)
+
+
+def batch_from(data: Transitions, indices: np.ndarray) -> dict:
+    """Arrays of the learner's batch layout, indexed by `indices` (any shape)."""
+    return {
+        "observations": data.observations[indices], "actions": data.actions[indices],
+        "rewards": data.rewards[indices], "next_observations": data.next_observations[indices],
+        "masks": 1.0 - data.terminals[indices], "mc_returns": data.mc_returns[indices],
+    }
+
+
+def held_out_sample(data: Transitions, size: int, seed: int) -> dict | None:
+    """A small fixed sample of the offline data, for diagnostics only (never part of a training batch)."""
+    if size == 0:
+        return None
+    idx = np.random.default_rng(seed + 7_919).choice(len(data), size=min(size, len(data)), replace=False)
+    return batch_from(data, np.sort(idx))
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------------
+
+def run_episode(env, act, seed: int) -> tuple[float, bool]:
+    obs, _ = env.reset(seed=seed)
+    total, success = 0.0, False
+    while True:
+        obs, reward, terminated, truncated, info = env.step(act(obs))
+        total += float(reward)
+        success = success or bool(info.get("success", False))
+        if terminated or truncated:
+            return total, success
+
+
+def evaluate(task: Task, env, agent, episodes: int, seed: int) -> dict:
+    """Deterministic policy (the mean action), `episodes` episodes, the family's normalized score."""
+    def act(obs):
+        return np.asarray(agents.eval_actions(agent, obs[None].astype(np.float32))[0])
+
+    results = [run_episode(env, act, seed + i) for i in range(episodes)]
+    returns = np.array([r for r, _ in results])
+    successes = np.array([s for _, s in results], dtype=np.float64)
+    return {"score": normalized_score(task, returns, successes), "return": float(returns.mean()),
+            "success": float(successes.mean())}
+
+
+def env_dims(env) -> tuple[int, int]:
+    return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+
+
+# ---- run directories and snapshots --------------------------------------------------------------------------
+
+def default_run_dir(cfg: CommonConfig, name: str) -> Path:
+    return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / cfg.task / name / f"seed{cfg.seed}"
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Before anything is written: a fresh run needs an unused directory; a resumed one needs a snapshot."""
+    has_snapshot = (run_dir / STATE_DIR / "loop.json").exists()
+    if resume and not has_snapshot:
+        raise ConfigError(f"--resume: {run_dir} holds no snapshot to continue from (start it without --resume)")
+    if not resume and (run_dir / METRICS_FILE).exists():
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+
+
+def write_run_config(run_dir: Path, record: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(json.dumps({**to_jsonable(record), **provenance()}, indent=2))
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    return rng
+
+
+def write_loop_state(run_dir: Path, loop: dict) -> None:
+    """The snapshot is complete only once loop.json is written (last, atomically)."""
+    path = run_dir / STATE_DIR / "loop.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(loop))
+    tmp.replace(path)
+
+
+def read_loop_state(run_dir: Path) -> dict:
+    return json.loads((run_dir / STATE_DIR / "loop.json").read_text())
+
+
+def key_to_list(key) -> list[int]:
+    return np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+                      else key).tolist()
+
+
+def key_from_list(values) -> jax.Array:
+    return jax.numpy.asarray(np.array(values, dtype=np.uint32))
+
+
+def remove_state(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+
+
+def config_record(kind: str, cfg, task: Task, **extra) -> dict:
+    return {"kind": kind, "task": task.name, "family": task.family, **dataclasses.asdict(cfg), **extra}
