@@ -1,0 +1,157 @@
+"""Local dataset generation (no download): scripted maze planner, uniform random actions, rollouts of a saved
+policy with action noise. Written as D4RL-layout HDF5 with metadata (recipe, seed, versions, the command that
+repeats it) and the reference returns of a random policy and of the generating policy."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wsrl.datagen.maze import MazePlanner
+from wsrl.errors import ConfigError
+from wsrl.io.provenance import provenance
+from wsrl.io.runlog import format_duration
+from wsrl.tasks import Task, get_task
+
+RECIPES = ("maze-planner", "random", "policy")
+REFERENCE_EPISODES = 10
+
+
+class RandomPolicy:
+    def reset(self, env, rng) -> None:
+        pass
+
+    def __call__(self, obs, rng):
+        return rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+
+
+class NoisyPolicy:
+    """A callable policy_fn(obs, rng) -> action with Gaussian action noise, clipped to [-1, 1]."""
+
+    def __init__(self, policy_fn: Callable, noise: float):
+        self.policy_fn, self.noise = policy_fn, noise
+
+    def reset(self, env, rng) -> None:
+        if hasattr(self.policy_fn, "reset"):
+            self.policy_fn.reset(env, rng)
+
+    def __call__(self, obs, rng):
+        action = np.asarray(self.policy_fn(obs, rng), np.float32)
+        if self.noise > 0:
+            action = action + self.noise * rng.standard_normal(action.shape).astype(np.float32)
+        return np.clip(action, -1.0, 1.0)
+
+
+def make_policy(recipe: str, task: Task, env, noise: float | None, policy_fn: Callable | None, **kwargs):
+    """-> (behaviour policy, the noise it uses)."""
+    action_dim = env.action_space.shape[0]
+    if recipe == "random":
+        return RandomPolicy(action_dim), None
+    if recipe == "maze-planner":
+        if task.family != "pointmaze" or not hasattr(env.unwrapped, "maze"):
+            raise ConfigError(f"recipe 'maze-planner' needs a gymnasium-robotics point maze task such as "
+                              f"pointmaze-umaze-v0, not {task.name!r}")
+        noise = 0.5 if noise is None else noise  # D4RL maze2d's action noise
+        return NoisyPolicy(MazePlanner(**kwargs), noise), noise
+    if recipe == "policy":
+        if policy_fn is None:
+            raise ConfigError("recipe 'policy' rolls out a saved policy: pass --checkpoint DIR")
+        noise = 0.1 if noise is None else noise
+        return NoisyPolicy(policy_fn, noise), noise
+    raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+
+
+def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
+    """`steps` environment steps with resets at episode ends; arrays in D4RL layout plus next_observations."""
+    rng = np.random.default_rng(seed)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    out = {"observations": np.zeros((steps, obs_dim), np.float32), "actions": np.zeros((steps, act_dim), np.float32),
+           "rewards": np.zeros(steps, np.float32), "next_observations": np.zeros((steps, obs_dim), np.float32),
+           "terminals": np.zeros(steps, bool), "timeouts": np.zeros(steps, bool), "success": np.zeros(steps, bool)}
+    episode = 0
+    obs, _ = env.reset(seed=seed * 100_003 + episode)
+    policy.reset(env, rng)
+    start, shown = time.monotonic(), 0.0
+    for t in range(steps):
+        action = policy(obs, rng)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        truncated = truncated or t == steps - 1
+        for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                           ("next_observations", next_obs), ("terminals", terminated), ("timeouts", truncated),
+                           ("success", info["success"])):
+            out[key][t] = value
+        obs = next_obs
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed * 100_003 + episode)
+            policy.reset(env, rng)
+        if progress and time.monotonic() - shown > 1.0:
+            shown = time.monotonic()
+            rate = (t + 1) / (shown - start)
+            print(f"\r[datagen] {t + 1:,}/{steps:,} steps | {rate:,.0f} steps/s | "
+                  f"ETA {format_duration((steps - t - 1) / rate)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return out
+
+
+def episode_stats(arrays: dict) -> tuple[float, float]:
+    """Mean return and success rate over the complete episodes of a rollout."""
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    returns = [arrays["rewards"][s:e + 1].sum() for s, e in zip(starts, ends)]
+    success = [arrays["success"][s:e + 1].any() for s, e in zip(starts, ends)]
+    return float(np.mean(returns)), float(np.mean(success))
+
+
+def reference(task: Task, policy, seed: int) -> dict:
+    env = task.make_env(seed)
+    arrays = rollout(env, policy, REFERENCE_EPISODES * task.max_episode_steps, seed)
+    mean_return, success = episode_stats(arrays)
+    return {"return": mean_return, "success_rate": success}
+
+
+def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
+    import h5py
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+            f.create_dataset(key, data=arrays[key], compression="gzip")
+        f.create_dataset("infos/success", data=arrays["success"])
+        for key, value in metadata.items():
+            f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+    tmp.replace(path)
+
+
+def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,
+             fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None, **recipe_kwargs) -> Path:
+    """Generate `steps` transitions of `task` with `recipe`, write them to `out`; deterministic for a seed."""
+    if fmt != "hdf5":
+        raise ConfigError(f"format {fmt!r} is not supported by datagen yet; use hdf5 (Minari files load fine)")
+    if steps <= 0:
+        raise ConfigError(f"steps={steps} must be > 0")
+    spec = get_task(task)
+    env = spec.make_env(seed)
+    policy, noise = make_policy(recipe, spec, env, noise, policy_fn, **recipe_kwargs)
+    arrays = rollout(env, policy, steps, seed, progress)
+    gen_return, gen_success = episode_stats(arrays)
+    random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
+    command = f"wsrl datagen --task {task} --recipe {recipe} --steps {steps} --seed {seed}" + \
+        (f" --noise {noise}" if noise is not None else "")
+    metadata = {"generator": f"wsrl.datagen/{recipe}", "task": task, "seed": seed, "steps": steps,
+                "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
+                "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],
+                "ref_generator_return": gen_return, "ref_generator_success": gen_success,
+                "recipe_kwargs": recipe_kwargs}
+    out = Path(out)
+    write_hdf5(out, arrays, metadata)
+    return out

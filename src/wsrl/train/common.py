@@ -14,6 +14,7 @@ from wsrl import agents
 from wsrl.config import CommonConfig, ConfigError, to_jsonable
 from wsrl.data import DataError
 from wsrl.data.loaders import load_dataset
+from wsrl.data.replay import offline_batch
 from wsrl.data.returns import mc_returns_to_go
 from wsrl.data.transitions import Transitions
 from wsrl.io.provenance import provenance
@@ -45,21 +46,12 @@ def load_training_data(task: Task, override: str | None, obs_dim: int, action_di
     return data.with_rewards(rewards).with_mc_returns(returns)
 
 
-def batch_from(data: Transitions, indices: np.ndarray) -> dict:
-    """Arrays of the learner's batch layout, indexed by `indices` (any shape)."""
-    return {
-        "observations": data.observations[indices], "actions": data.actions[indices],
-        "rewards": data.rewards[indices], "next_observations": data.next_observations[indices],
-        "masks": 1.0 - data.terminals[indices], "mc_returns": data.mc_returns[indices],
-    }
-
-
 def held_out_sample(data: Transitions, size: int, seed: int) -> dict | None:
     """A small fixed sample of the offline data, for diagnostics only (never part of a training batch)."""
     if size == 0:
         return None
     idx = np.random.default_rng(seed + 7_919).choice(len(data), size=min(size, len(data)), replace=False)
-    return batch_from(data, np.sort(idx))
+    return offline_batch(data, np.sort(idx))
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------------

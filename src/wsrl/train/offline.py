@@ -8,6 +8,7 @@ import numpy as np
 
 from wsrl import agents
 from wsrl.config import PRESETS, PretrainConfig, learner_config_for_pretrain, to_jsonable, validate_pretrain
+from wsrl.data.replay import offline_batch
 from wsrl.io import checkpoint
 from wsrl.io.runlog import MetricsLog, Progress
 from wsrl.tasks import get_task
@@ -46,7 +47,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     info = {}
     while step < steps:
         indices = rng.integers(0, len(data), size=(1, cfg.batch_size))
-        agent, info = agents.update(agent, common.batch_from(data, indices))
+        agent, info = agents.update(agent, offline_batch(data, indices))
         step += 1
         if step % cfg.eval_interval == 0 or step == steps:
             result = common.evaluate(task, eval_env, agent, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + step)

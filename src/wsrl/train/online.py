@@ -201,8 +201,8 @@ def fill_from_dataset(buffer: ReplayBuffer, data, count: int, rng: np.random.Gen
                         f"{0 if data is None else len(data)}")
     for i in np.sort(rng.choice(len(data), size=count, replace=False)):
         buffer.insert(data.observations[i], data.actions[i], float(data.rewards[i]), data.next_observations[i],
-                      bool(data.terminals[i]), bool(data.timeouts[i]))
-        buffer.set_last_mc_return(float(data.mc_returns[i]))
+                      bool(data.terminals[i]), bool(data.timeouts[i]), mc_return=float(data.mc_returns[i]))
+    buffer.episode_start = buffer.cursor  # these rows already carry their returns
 
 
 def snapshot_pre_agent(run_dir: Path, pre_agent, obs_dim: int, held_out: dict | None) -> None:

@@ -1,0 +1,88 @@
+"""Environment factories: every task's environment has a flat float32 observation, actions in [-1, 1], a time
+limit, `info["success"]` on every step, and returns the RAW reward of the task's dataset convention (the training
+code applies the reward transform)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+# The U-maze with the start cell at the top-left end of the U and the goal at the bottom-left end: the agent
+# must go around the wall (same layout as D4RL maze2d-umaze, but one fixed task).
+UMAZE_FIXED = [[1, 1, 1, 1, 1], [1, "r", 0, 0, 1], [1, 1, 1, 0, 1], [1, "g", 0, 0, 1], [1, 1, 1, 1, 1]]
+
+
+class TaskEnv(gym.Wrapper):
+    """Flattens goal-conditioned observations, maps the reward to the dataset's convention and sets success.
+
+    raw_reward(env_reward, info) -> reward; success(info, reward) -> bool.
+    """
+
+    def __init__(self, env: gym.Env, raw_reward: Callable, success: Callable, obs_keys: tuple[str, ...] | None):
+        super().__init__(env)
+        self._raw_reward, self._success, self._obs_keys = raw_reward, success, obs_keys
+        obs, _ = env.reset(seed=0)
+        size = self._flat(obs).shape[0]
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        low, high = env.action_space.low, env.action_space.high
+        if not (np.allclose(low, -1) and np.allclose(high, 1)):
+            raise ValueError(f"{env.spec.id if env.spec else env}: actions must lie in [-1, 1]; got [{low}, {high}]")
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    def _flat(self, obs) -> np.ndarray:
+        if isinstance(obs, dict):
+            obs = np.concatenate([np.asarray(obs[k], np.float32).ravel() for k in self._obs_keys])
+        return np.asarray(obs, np.float32).ravel()
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        info["success"] = False
+        return self._flat(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float32))
+        reward = float(self._raw_reward(reward, info))
+        info["success"] = bool(self._success(info, reward))
+        return self._flat(obs), reward, terminated, truncated, info
+
+
+def _make(env_id: str, max_steps: int, **kwargs) -> gym.Env:
+    import gymnasium_robotics
+    gym.register_envs(gymnasium_robotics)
+    return gym.make(env_id, max_episode_steps=max_steps, **kwargs)
+
+
+def pointmaze_umaze(max_steps: int) -> gym.Env:
+    env = _make("PointMaze_UMaze-v3", max_steps, maze_map=UMAZE_FIXED, continuing_task=False,
+                reward_type="sparse")
+    return TaskEnv(env, lambda r, info: r, lambda info, r: info.get("success", False),
+                   ("observation", "desired_goal"))
+
+
+def ogbench_singletask(env_id: str, max_steps: int, reward_offset: float = 0.0) -> gym.Env:
+    """OGBench singletask envs reward -1 per step (or -(unsatisfied sub-goals)) and 0 on success."""
+    import ogbench
+    env = ogbench.make_env_and_datasets(env_id, env_only=True)
+    env = gym.wrappers.TimeLimit(env.unwrapped, max_steps)
+    return TaskEnv(env, lambda r, info: r + reward_offset, lambda info, r: info.get("success", False), None)
+
+
+def franka_kitchen(tasks: tuple[str, ...], max_steps: int) -> gym.Env:
+    env = _make("FrankaKitchen-v1", max_steps, tasks_to_complete=list(tasks))
+    # D4RL's kitchen reward: the number of the task's sub-goals completed so far (0..4).
+    return TaskEnv(env, lambda r, info: len(info.get("episode_task_completions", [])),
+                   lambda info, r: r >= len(tasks), ("observation",))
+
+
+def adroit_binary(env_id: str, max_steps: int) -> gym.Env:
+    env = _make(env_id, max_steps)
+    # The paper's binary Adroit reward: 0 when the goal is achieved, -1 otherwise.
+    return TaskEnv(env, lambda r, info: 0.0 if info.get("success", False) else -1.0,
+                   lambda info, r: info.get("success", False), None)
+
+
+def locomotion(env_id: str, max_steps: int) -> gym.Env:
+    env = gym.make(env_id, max_episode_steps=max_steps)
+    return TaskEnv(env, lambda r, info: r, lambda info, r: False, None)
