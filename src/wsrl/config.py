@@ -229,6 +229,8 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset) -> ResolvedFinetune:
 def to_jsonable(obj) -> Any:
     if dataclasses.is_dataclass(obj):
         return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     return obj
