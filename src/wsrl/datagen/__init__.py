@@ -69,6 +69,11 @@ def make_policy(recipe: str, task: Task, env, noise: float | None, policy_fn: Ca
     raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
 
 
+def reset_seed(seed: int, episode: int) -> int:
+    """Reset seeds of generated data, a stream of their own (never equal to a training run's reset seeds)."""
+    return int(np.random.SeedSequence([seed, episode, 0xDA7A]).generate_state(1)[0])
+
+
 def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
     """`steps` environment steps with resets at episode ends; arrays in D4RL layout plus next_observations."""
     rng = np.random.default_rng(seed)
@@ -77,7 +82,7 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
            "rewards": np.zeros(steps, np.float32), "next_observations": np.zeros((steps, obs_dim), np.float32),
            "terminals": np.zeros(steps, bool), "timeouts": np.zeros(steps, bool), "success": np.zeros(steps, bool)}
     episode = 0
-    obs, _ = env.reset(seed=seed * 100_003 + episode)
+    obs, _ = env.reset(seed=reset_seed(seed, episode))
     policy.reset(env, rng)
     start, shown = time.monotonic(), 0.0
     for t in range(steps):
@@ -91,7 +96,7 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
         obs = next_obs
         if terminated or truncated:
             episode += 1
-            obs, _ = env.reset(seed=seed * 100_003 + episode)
+            obs, _ = env.reset(seed=reset_seed(seed, episode))
             policy.reset(env, rng)
         if progress and time.monotonic() - shown > 1.0:
             shown = time.monotonic()

@@ -1,0 +1,174 @@
+"""End-to-end runs on a small generated point-maze dataset: every method, resume, no-retention guarantees and
+bad input. Networks are tiny and runs short: these check behaviour, not learning (see test_learning.py)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsrl import agents
+from wsrl.config import METHODS, ConfigError, FinetuneConfig, PretrainConfig
+from wsrl.data import DataError
+from wsrl.datagen import generate
+from wsrl.io.checkpoint import CheckpointError
+from wsrl.train import online
+from wsrl.train.offline import pretrain
+from wsrl.train.online import finetune
+
+TASK = "pointmaze-umaze-v0"
+SMALL = dict(critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16), batch_size=32, eval_episodes=1,
+             progress=False)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    dataset = generate("maze-planner", TASK, root / "data.hdf5", steps=3_000, seed=0, progress=False)
+    checkpoints = {}
+    for algorithm in ("cal-ql", "cql", "iql"):
+        run = pretrain(PretrainConfig(task=TASK, algorithm=algorithm, steps=20, eval_interval=20, num_critics=4,
+                                      run_dir=str(root / algorithm), dataset=str(dataset), **SMALL))
+        checkpoints[algorithm] = str(run / "checkpoint")
+    return root, str(dataset), checkpoints
+
+
+def finetune_cfg(workspace, method, name, **kw):
+    root, dataset, ckpts = workspace
+    ckpt = ckpts[{"calql-ft": "cal-ql", "cql-ft": "cql", "iql-ft": "iql"}.get(method, "cal-ql")]
+    base = dict(task=TASK, method=method, steps=60, warmup_steps=20, eval_interval=30, utd=2, num_critics=4,
+                dataset=dataset, diagnostic_samples=50, run_dir=str(root / name),
+                checkpoint=None if method in ("sac-fast", "rlpd") else ckpt, **SMALL)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def read(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_end_to_end(workspace, method):
+    run = finetune(finetune_cfg(workspace, method, f"ft-{method}"))
+    records = read(run)
+    assert [r["step"] for r in records] == [0, 30, 60]
+    assert all(0.0 <= r["score"] <= 100.0 for r in records)
+    for key in ("q_offline", "td_offline", "kl_policy_offline", "kl_q_offline", "q_online", "td_online"):
+        assert np.isfinite(records[-1][key]), key
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == method and config["git_commit"] and "jax" in config["versions"]
+    assert (run / "checkpoint" / "agent.msgpack").exists() and not (run / "state").exists()
+
+
+def test_pretrain_writes_scores_and_a_loadable_checkpoint(workspace):
+    root, _, ckpts = workspace
+    records = read(root / "cal-ql")
+    assert records[-1]["step"] == 20 and records[-1]["phase"] == "pretrain"
+    assert 0.0 <= records[-1]["train/calql_bound_rate"] <= 1.0
+    meta = json.loads((Path(ckpts["cal-ql"]) / "checkpoint.json").read_text())
+    assert meta["algorithm"] == "cal-ql" and meta["config"]["num_critics"] == 4
+
+
+class Kill(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
+    kw = dict(steps=450, warmup_steps=50, eval_interval=150, save_interval=100)
+    reference = read(finetune(finetune_cfg(workspace, "wsrl", "resume-ref", **kw)))
+
+    calls = {"n": 0}
+    real_update = agents.update
+
+    def dying_update(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 380:  # step 430: after the step-300 and step-400-ish snapshots
+            raise Kill()
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(online.agents, "update", dying_update)
+    cfg = finetune_cfg(workspace, "wsrl", "resume-kill", **kw)
+    with pytest.raises(Kill):
+        finetune(cfg)
+    assert (Path(cfg.run_dir) / "state" / "loop.json").exists()
+    monkeypatch.setattr(online.agents, "update", real_update)
+    resumed = read(finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True})))
+    assert resumed == reference
+
+
+def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
+    seen = []
+    real_update = agents.update
+
+    def recording_update(agent, batch, update_actor=True):
+        seen.append(batch["observations"].reshape(-1, batch["observations"].shape[-1]).copy())
+        return real_update(agent, batch, update_actor=update_actor)
+
+    captured = {}
+    real_mixer = online.BatchMixer
+
+    def capture_mixer(buffer, data, fraction):
+        mixer = real_mixer(buffer, data, fraction)
+        captured["mixer"], captured["buffer"] = mixer, buffer
+        return mixer
+
+    monkeypatch.setattr(online.agents, "update", recording_update)
+    monkeypatch.setattr(online, "BatchMixer", capture_mixer)
+    finetune(finetune_cfg(workspace, "wsrl", "no-retention"))
+    assert captured["mixer"].offline is None  # the dataset is not even referenced
+    online_rows = {row.tobytes() for row in captured["buffer"].arrays["observations"][:len(captured["buffer"])]}
+    assert seen and all(row.tobytes() in online_rows for batch in seen for row in batch)
+    held_rows = {row.tobytes() for row in held_out_sample(workspace)["observations"]}
+    assert not held_rows & {row.tobytes() for batch in seen for row in batch}
+
+
+def held_out_sample(workspace):
+    """The run's held-out diagnostic sample is a fixed draw from the dataset: rebuild it."""
+    from wsrl.tasks import get_task
+    from wsrl.train import common
+    data = common.load_training_data(get_task(TASK), workspace[1], 6, 2, 0.99)
+    return common.held_out_sample(data, 50, seed=0)
+
+
+def test_retention_mixes_the_requested_share(workspace, monkeypatch):
+    shares = []
+    real_update = agents.update
+    root, dataset, _ = workspace
+    from wsrl.data.loaders import load_dataset
+    offline_obs = {row.tobytes() for row in load_dataset(dataset).observations}
+
+    def recording_update(agent, batch, update_actor=True):
+        rows = batch["observations"].reshape(-1, batch["observations"].shape[-1])
+        shares.append(np.mean([row.tobytes() in offline_obs for row in rows]))
+        return real_update(agent, batch, update_actor=update_actor)
+
+    monkeypatch.setattr(online.agents, "update", recording_update)
+    finetune(finetune_cfg(workspace, "rlpd", "rlpd-share", offline_fraction=0.25))
+    assert shares and np.allclose(shares, 0.25)
+
+
+@pytest.mark.parametrize("kw, error, message", [
+    ({"method": "wsrl", "checkpoint": "/nonexistent"}, CheckpointError, "not a wsrl checkpoint"),
+    ({"method": "rlpd", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5 does not exist"),
+    ({"method": "cql-ft"}, ConfigError, "pre-trained with cal-ql"),
+    ({"method": "wsrl", "num_critics": 3}, CheckpointError, "num_critics: checkpoint has 4"),
+])
+def test_bad_input_stops_before_writing(workspace, kw, error, message):
+    cfg = finetune_cfg(workspace, kw.pop("method"), "bad", **kw)
+    if cfg.method == "cql-ft":
+        cfg = FinetuneConfig(**{**cfg.__dict__, "checkpoint": workspace[2]["cal-ql"]})
+    with pytest.raises(error, match=message):
+        finetune(cfg)
+    assert not Path(cfg.run_dir).exists()
+
+
+def test_unknown_task_suggests_the_closest():
+    with pytest.raises(ConfigError, match="Did you mean 'pointmaze-umaze-v0'"):
+        finetune(FinetuneConfig(task="pointmaze-umaz-v0", method="sac-fast"))
+
+
+def test_existing_run_dir_is_not_overwritten(workspace):
+    cfg = finetune_cfg(workspace, "sac-fast", "ft-sac-fast")  # written by the every-method test
+    if not (Path(cfg.run_dir) / "metrics.jsonl").exists():
+        finetune(cfg)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        finetune(cfg)
