@@ -148,7 +148,7 @@ def test_retention_mixes_the_requested_share(workspace, monkeypatch):
 
 @pytest.mark.parametrize("kw, error, message", [
     ({"method": "wsrl", "checkpoint": "/nonexistent"}, CheckpointError, "not a wsrl checkpoint"),
-    ({"method": "rlpd", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5 does not exist"),
+    ({"method": "rlpd", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5"),
     ({"method": "cql-ft"}, ConfigError, "pre-trained with cal-ql"),
     ({"method": "wsrl", "num_critics": 3}, CheckpointError, "num_critics: checkpoint has 4"),
 ])
