@@ -1,6 +1,7 @@
-"""Loaders for the on-disk formats offline RL datasets come in: D4RL HDF5, Minari, OGBench npz, plain npz.
+"""Loaders for the on-disk formats offline RL datasets come in: D4RL HDF5, Minari, OGBench npz and plain npz.
 
-None of them downloads anything: a missing dataset fails at once and says where to put it.
+None of them downloads anything: a missing dataset fails at once and says where to put it. Every loader
+validates (`Transitions.validate`) and clips in-range dataset actions to +-0.99999 (SPEC §4).
 """
 
 from __future__ import annotations
@@ -11,143 +12,207 @@ from typing import Callable
 
 import numpy as np
 
-from wsrl.data.transitions import FIELDS, DataError, Transitions
+from wsrl.data.transitions import FIELDS, DataError, Transitions, read_npz
 
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
 OGBENCH_KEYS = ("observations", "actions", "terminals")
+MINARI_FILE = "main_data.hdf5"
 
 
-def _require(source: str, arrays, keys) -> None:
-    missing = [k for k in keys if k not in arrays]
+def _require(source: str, keys_present, keys) -> None:
+    missing = [k for k in keys if k not in keys_present]
     if missing:
-        raise DataError(f"{source}: missing key(s) {missing}; found {sorted(arrays)}")
+        raise DataError(f"{source}: missing key(s) {missing} (found {sorted(keys_present)}); this format needs "
+                        f"{list(keys)}")
 
 
 def _check_lengths(source: str, arrays: dict) -> None:
-    lengths = {k: len(v) for k, v in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise DataError(f"{source}: arrays have different lengths {lengths}; every key needs one row per step")
+    """Every array (of rank >= 1) has the same number of rows; the odd ones out are named."""
+    lengths = {k: len(v) for k, v in arrays.items() if np.ndim(v)}
+    values = list(lengths.values())
+    common = max(set(values), key=values.count)
+    bad = {k: n for k, n in lengths.items() if n != common}
+    if bad:
+        shown = ", ".join(f"'{k}' has {n}" for k, n in sorted(bad.items()))
+        raise DataError(f"{source}: mismatched lengths: {shown} rows, the other keys {common}; every key needs "
+                        f"one row per step")
+
+
+def _next_row_transitions(arrays: dict, boundary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair row i with row i+1 as its next observation, skipping rows flagged in `boundary` (their next row
+    belongs to another episode) and the last row. Returns (kept rows, next observations, cut), where cut marks
+    the kept row just before a skipped one: the last real transition of an episode."""
+    keep = np.flatnonzero(~boundary[:-1])
+    return keep, arrays["observations"][keep + 1], boundary[keep + 1]
 
 
 def load_d4rl_hdf5(path: str | Path) -> Transitions:
-    """D4RL file with `qlearning_dataset` semantics: next observation = the next row, the last row is dropped,
-    rows flagged as timeouts are dropped (their successor starts a new episode), done = terminals."""
+    """A D4RL HDF5 file with `qlearning_dataset` semantics: next observation = the next row, the last row is
+    dropped, rows with timeouts[i] = 1 are skipped (the transition before each is marked as a timeout so episodes
+    still split there), done = terminals. If the file has `next_observations` they are used and every row is
+    kept, with the file's timeouts. Without a `timeouts` key (D4RL v0) no row is skipped."""
     import h5py
+
     source = str(path)
     if not Path(path).is_file():
-        raise DataError(f"{source} does not exist")
-    with h5py.File(path, "r") as f:
-        _require(source, f, ("observations", "actions", "rewards", "terminals"))
-        keys = ["observations", "actions", "rewards", "terminals"] + \
-            [k for k in ("timeouts", "next_observations") if k in f]
-        raw = {k: np.asarray(f[k]) for k in keys}
+        raise DataError(f"{source}: no such file")
+    try:
+        with h5py.File(path, "r") as f:
+            _require(source, f.keys(), D4RL_KEYS)
+            keys = list(D4RL_KEYS) + [k for k in ("timeouts", "next_observations") if k in f]
+            raw = {k: np.asarray(f[k]) for k in keys}
+    except OSError as err:
+        raise DataError(f"{source}: not a readable HDF5 file ({err})") from err
     _check_lengths(source, raw)
     n = len(raw["rewards"])
-    timeouts = raw.get("timeouts", np.zeros(n, bool)).astype(bool)
+    timeouts = raw.get("timeouts", np.zeros(n)).astype(bool)
     if "next_observations" in raw:
-        keep, next_obs = np.arange(n), raw["next_observations"]
+        keep, next_obs, cut = np.arange(n), raw["next_observations"], timeouts
     else:
-        keep = np.flatnonzero(~timeouts[:-1])  # drop rows whose successor is another episode's start
-        next_obs = raw["observations"][keep + 1]
-    # An episode that ended by timeout: its last kept step is the one before the dropped row.
-    cut = timeouts.copy() if "next_observations" in raw else np.zeros(n, bool)
-    if "next_observations" not in raw:
-        dropped = np.flatnonzero(timeouts[:-1])
-        cut[dropped[dropped > 0] - 1] = True
-    return Transitions.from_arrays(
-        source, observations=raw["observations"][keep], actions=raw["actions"][keep], rewards=raw["rewards"][keep],
-        next_observations=next_obs, terminals=raw["terminals"][keep], timeouts=cut[keep])
+        keep, next_obs, cut = _next_row_transitions(raw, timeouts)
+    return Transitions.from_arrays(source, observations=raw["observations"][keep], actions=raw["actions"][keep],
+                                   rewards=raw["rewards"][keep], next_observations=next_obs,
+                                   terminals=raw["terminals"][keep], timeouts=cut)
 
+
+# ---- Minari --------------------------------------------------------------------------------------------------
 
 def minari_root() -> Path:
-    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+    """$MINARI_DATASETS_PATH, or Minari's default ~/.minari/datasets."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets").expanduser()
 
 
-def _flatten_observation(obs) -> np.ndarray:
-    """Goal-conditioned Dict observations become observation (+) desired_goal."""
+def minari_data_dir(dataset: str | Path) -> Path:
+    """The `data/` folder of a Minari dataset given as a directory (the dataset's or its data/) or as an id
+    under `minari_root()`; a DataError saying where it was looked for if it is not there."""
+    path = Path(dataset).expanduser()
+    candidates = [path, path / "data"] if path.is_dir() else [minari_root() / str(dataset) / "data"]
+    for data_dir in candidates:
+        if (data_dir / MINARI_FILE).is_file():
+            return data_dir
+    raise DataError(f"Minari dataset {str(dataset)!r} not found: looked for "
+                    f"{' and '.join(str(c / MINARI_FILE) for c in candidates)}. Put it at "
+                    f"<root>/<id>/data/{MINARI_FILE} (with metadata.json next to it), where <root> is "
+                    f"$MINARI_DATASETS_PATH (now {minari_root()}), or pass the dataset's directory. "
+                    f"Nothing is downloaded")
+
+
+def flatten_observations(obs, source: str) -> np.ndarray:
+    """(T, d) float32 from a Minari observation array, or from a goal-conditioned Dict as observation (+)
+    desired_goal."""
     if isinstance(obs, dict):
-        parts = [obs["observation"]] + ([obs["desired_goal"]] if "desired_goal" in obs else [])
-        return np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts], axis=1)
+        _require(source, obs.keys(), ("observation", "desired_goal"))
+        obs = np.concatenate([np.asarray(obs[k], np.float32).reshape(len(obs[k]), -1)
+                              for k in ("observation", "desired_goal")], axis=1)
+    if not isinstance(obs, np.ndarray):
+        raise DataError(f"{source}: observations of type {type(obs).__name__} are not supported; only arrays "
+                        f"and Dicts with 'observation' and 'desired_goal'")
     return np.asarray(obs, np.float32).reshape(len(obs), -1)
 
 
-def load_minari(dataset: str | Path) -> Transitions:
-    """A Minari dataset by id (under $MINARI_DATASETS_PATH, default ~/.minari/datasets) or by its directory."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub: this loader reads local files only
+def _minari_episode(ep, source: str) -> dict[str, np.ndarray]:
+    """One episode's transitions: its T+1 observations give next observations; terminations -> terminals,
+    truncations -> timeouts (and an episode that ends with neither is marked as cut at its last step)."""
+    obs, steps = flatten_observations(ep.observations, f"{source} episode {ep.id}"), len(ep.rewards)
+    if len(obs) != steps + 1:
+        raise DataError(f"{source}: episode {ep.id} 'observations' has {len(obs)} rows for {steps} steps; "
+                        f"Minari stores T+1 observations per episode")
+    terminals = np.asarray(ep.terminations, bool)
+    timeouts = np.asarray(ep.truncations, bool).copy()
+    if steps and not terminals[-1]:
+        timeouts[-1] = True
+    return {"observations": obs[:-1], "next_observations": obs[1:], "rewards": ep.rewards,
+            "actions": np.asarray(ep.actions, np.float32).reshape(steps, -1), "terminals": terminals,
+            "timeouts": timeouts}
+
+
+def load_minari(dataset_id_or_path: str | Path) -> Transitions:
+    """A Minari dataset by id (under $MINARI_DATASETS_PATH, default ~/.minari/datasets) or by its directory.
+    Strictly offline: HF_HUB_OFFLINE=1 is set before minari is imported, and a missing dataset fails at once."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    data_dir = minari_data_dir(dataset_id_or_path)
+    source = str(data_dir / MINARI_FILE)
     from minari.dataset.minari_dataset import MinariDataset
-    candidates = [Path(dataset), Path(dataset) / "data", minari_root() / str(dataset) / "data"]
-    data_dir = next((c for c in candidates if (c / "main_data.hdf5").is_file() and (c / "metadata.json").is_file()),
-                    None)
-    if data_dir is None:
-        raise DataError(f"Minari dataset {dataset!r} not found (looked in {candidates[2].parent} and {dataset}). "
-                        f"Put it at {minari_root()}/<id>/data/main_data.hdf5 with its metadata.json, or set "
-                        f"MINARI_DATASETS_PATH to the folder that holds it")
-    parts = {k: [] for k in FIELDS}
-    for ep in MinariDataset(str(data_dir)).iterate_episodes():
-        obs = _flatten_observation(ep.observations)
-        if len(obs) != len(ep.rewards) + 1:
-            raise DataError(f"{data_dir}: episode {ep.id} has {len(obs)} observations for {len(ep.rewards)} steps "
-                            f"(Minari stores T+1 observations)")
-        parts["observations"].append(obs[:-1])
-        parts["next_observations"].append(obs[1:])
-        parts["actions"].append(np.asarray(ep.actions, np.float32).reshape(len(ep.rewards), -1))
-        parts["rewards"].append(np.asarray(ep.rewards, np.float32))
-        parts["terminals"].append(np.asarray(ep.terminations, np.float32))
-        parts["timeouts"].append(np.asarray(ep.truncations, np.float32))
-    if not parts["rewards"]:
-        raise DataError(f"{data_dir}: the dataset has no episodes")
-    return Transitions.from_arrays(str(data_dir), **{k: np.concatenate(v) for k, v in parts.items()})
+
+    try:
+        episodes = [_minari_episode(ep, source) for ep in MinariDataset(str(data_dir)).iterate_episodes()]
+    except (OSError, KeyError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{source}: not a readable Minari dataset ({type(err).__name__}: {err})") from err
+    if not episodes:
+        raise DataError(f"{source}: the dataset has no episodes")
+    return Transitions.from_arrays(source, **{k: np.concatenate([e[k] for e in episodes]) for k in FIELDS})
+
+
+# ---- OGBench and plain npz -----------------------------------------------------------------------------------
+
+def is_ogbench_layout(keys) -> bool:
+    """OGBench npz files have observations/actions/terminals and no `timeouts` (plain Transitions files do)."""
+    return all(k in keys for k in OGBENCH_KEYS) and "timeouts" not in keys
+
+
+def _ogbench_rewards(source: str, rows: dict, reward_fn: Callable | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rewards, masks): from `reward_fn(rows)` if given, else from the file's `rewards` (and `masks`)."""
+    if reward_fn is not None:
+        out = reward_fn(rows)
+        rewards, masks = out if isinstance(out, tuple) else (out, rows.get("masks"))
+    elif "rewards" in rows:
+        rewards, masks = rows["rewards"], rows.get("masks")
+    else:
+        raise DataError(f"{source}: missing key 'rewards' (a goal-conditioned OGBench dataset has none); pass "
+                        f"reward_fn=f(arrays) -> rewards or (rewards, masks), or use a singletask dataset")
+    return rewards, np.ones(len(rows["observations"]), np.float32) if masks is None else masks
 
 
 def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None) -> Transitions:
-    """OGBench layout: `terminals` marks the last step of each trajectory (an episode boundary, not a failure),
-    `masks` (if present) is 0 at true terminal states. Without `next_observations`, the next row is the next
-    observation and each trajectory's last row is dropped, as OGBench's own loader does. Datasets without
-    `rewards` need `reward_fn(observations, actions, next_observations) -> rewards`."""
+    """An OGBench npz. There `terminals` marks the last step of each trajectory (an episode END, not a failure)
+    and `masks` (optional) is 0 where the state is a true terminal (success in singletask data).
+
+    Without `next_observations` (the files OGBench ships) this does what `ogbench.utils.load_dataset` does:
+    row i's next observation is row i+1 and each trajectory's last row (terminals = 1) is dropped; the row before
+    it becomes the episode's last transition (`timeouts` = 1). With `next_observations` every row is a transition
+    and `terminals` marks episode ends directly. Our terminals = 1 - masks (0 without masks).
+
+    Rewards come from the file's `rewards` or from `reward_fn(arrays)`, called with a dict of the row-aligned
+    arrays (observations, actions, next_observations and any per-step info such as qpos, qvel, button_states);
+    it returns rewards or (rewards, masks) and takes precedence over the file's rewards.
+    """
     source = str(path)
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in f.files}
-    _require(source, arrays, OGBENCH_KEYS)
+    arrays = read_npz(path)
+    _require(source, arrays.keys(), OGBENCH_KEYS)
     _check_lengths(source, arrays)
-    boundary = arrays["terminals"].astype(bool)
+    ends = arrays.pop("terminals").astype(bool)
     if "next_observations" in arrays:
-        keep, next_obs = np.arange(len(boundary)), arrays["next_observations"]
-        cut = boundary
+        rows, cut = arrays, ends
     else:
-        keep = np.flatnonzero(~boundary[:-1])
-        next_obs = arrays["observations"][keep + 1]
-        cut = np.zeros(len(boundary), bool)
-        ends = np.flatnonzero(boundary)
-        cut[ends[ends > 0] - 1] = True
-    obs, actions = arrays["observations"][keep], arrays["actions"][keep]
-    if "rewards" in arrays:
-        rewards = arrays["rewards"][keep]
-    elif reward_fn is not None:
-        rewards = np.asarray(reward_fn(obs, actions, next_obs), np.float32)
-    else:
-        raise DataError(f"{source}: no 'rewards' key (an OGBench goal-conditioned dataset); pass reward_fn or "
-                        f"use the task's singletask dataset")
-    terminals = 1.0 - arrays["masks"][keep] if "masks" in arrays else np.zeros(len(keep), np.float32)
-    return Transitions.from_arrays(source, observations=obs, actions=actions, rewards=rewards,
-                                   next_observations=next_obs, terminals=terminals, timeouts=cut[keep])
+        keep, next_obs, cut = _next_row_transitions(arrays, ends)
+        rows = {**{k: v[keep] for k, v in arrays.items() if np.ndim(v)}, "next_observations": next_obs}
+    rewards, masks = _ogbench_rewards(source, rows, reward_fn)
+    return Transitions.from_arrays(source, observations=rows["observations"], actions=rows["actions"],
+                                   rewards=rewards, next_observations=rows["next_observations"],
+                                   terminals=1.0 - np.asarray(masks, np.float32), timeouts=cut)
 
 
 def load_npz(path: str | Path) -> Transitions:
     """A plain npz holding the Transitions field names (what `Transitions.save_npz` writes)."""
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in f.files}
-    _check_lengths(str(path), arrays)
+    arrays = read_npz(path)
+    _require(str(path), arrays.keys(), FIELDS)
+    _check_lengths(str(path), {k: v for k, v in arrays.items() if k in FIELDS + ("mc_returns",)})
     return Transitions.from_arrays(str(path), **arrays)
 
 
 def load_dataset(source: str | Path, **kwargs) -> Transitions:
-    """Dispatch on the source: .hdf5/.h5 -> D4RL; .npz -> plain or OGBench; a directory or an id -> Minari."""
-    path = Path(source)
+    """Dispatch on the source: .hdf5/.h5 -> D4RL; .npz -> OGBench if it has that layout, else plain; a directory
+    or anything else without a suffix -> a Minari dataset (directory or id). `kwargs` go to the loader
+    (`reward_fn` for OGBench)."""
+    path = Path(source).expanduser()
     if path.suffix in (".hdf5", ".h5"):
-        return load_d4rl_hdf5(path)
+        return load_d4rl_hdf5(path, **kwargs)
     if path.suffix == ".npz":
-        if not path.is_file():
-            raise DataError(f"{path} does not exist")
-        with np.load(path) as f:
-            plain = all(k in f.files for k in FIELDS)
-        return load_npz(path) if plain else load_ogbench_npz(path, **kwargs)
-    return load_minari(source)
+        keys = read_npz(path, keys_only=True)
+        return load_ogbench_npz(path, **kwargs) if is_ogbench_layout(keys) else load_npz(path, **kwargs)
+    if path.is_file():
+        raise DataError(f"{source}: unknown dataset format {path.suffix!r}; expected .hdf5/.h5 (D4RL), .npz "
+                        f"(OGBench or plain) or a Minari dataset directory or id")
+    return load_minari(source, **kwargs)

@@ -2,113 +2,163 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from wsrl.data.returns import episode_mc_returns
-from wsrl.data.transitions import DataError, Transitions
+from wsrl.data.transitions import DataError, Transitions, read_npz, to_batch
 
 BATCH_KEYS = ("observations", "actions", "rewards", "next_observations", "masks", "mc_returns")
+STORED = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "mc_returns")
 
 
 class ReplayBuffer:
-    """A ring buffer of transitions (numpy). Monte-Carlo returns are written when an episode ends; until then
-    the transitions of the running episode carry the partial return-to-go of what has happened so far (0 for the
-    newest step), which only Cal-QL fine-tuning reads."""
+    """A numpy ring buffer of online transitions.
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int):
+    Monte-Carlo returns: `end_episode(gamma, r_neg)` writes the returns-to-go of the episode just finished. Rows
+    of the episode still running ("open") are never sampled with a stale value: `sample` gives them a
+    PROVISIONAL return, the return-to-go of the partial episode as if it ended now, computed with the `gamma`
+    and `sparse_negative_reward` of the latest `end_episode` call (before any, the constructor's). Rows
+    inserted with an explicit `mc_return` (e.g. offline transitions for "dataset warmup") are final at once.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, gamma: float = 0.99,
+                 sparse_negative_reward: float | None = None):
+        if capacity <= 0:
+            raise ValueError(f"capacity={capacity} must be > 0")
         self.capacity = int(capacity)
-        self.arrays = {
-            "observations": np.zeros((capacity, obs_dim), np.float32),
-            "actions": np.zeros((capacity, action_dim), np.float32),
-            "rewards": np.zeros(capacity, np.float32),
-            "next_observations": np.zeros((capacity, obs_dim), np.float32),
-            "masks": np.zeros(capacity, np.float32),
-            "mc_returns": np.zeros(capacity, np.float32),
-        }
-        self.size, self.cursor, self.episode_start = 0, 0, 0
+        self.arrays = {k: np.zeros((self.capacity, obs_dim) if k.endswith("observations") else
+                                   (self.capacity, act_dim) if k == "actions" else self.capacity, np.float32)
+                       for k in STORED}
+        self.size = self.cursor = self._open = 0  # _open: rows of the running episode (the newest ones)
+        self.gamma, self.sparse_negative_reward = float(gamma), sparse_negative_reward
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def episode_start(self) -> int:
+        """Index of the running episode's first row (== cursor when no episode is open)."""
+        return (self.cursor - self._open) % self.capacity
+
+    @episode_start.setter
+    def episode_start(self, index: int) -> None:
+        self._open = min((self.cursor - index) % self.capacity, self.size)
+
     def insert(self, obs, action, reward: float, next_obs, terminal: bool, timeout: bool = False,
-               mc_return: float = 0.0) -> None:
-        i = self.cursor
-        a = self.arrays
+               mc_return: float | None = None) -> None:
+        """Append one transition; with `mc_return` the row is final (allowed only between episodes)."""
+        if mc_return is not None and self._open:
+            raise ValueError("insert(mc_return=...) while an episode is running; call end_episode first")
+        i, a = self.cursor, self.arrays
         a["observations"][i], a["actions"][i], a["rewards"][i] = obs, action, reward
-        a["next_observations"][i], a["masks"][i], a["mc_returns"][i] = next_obs, 1.0 - float(terminal), mc_return
+        a["next_observations"][i], a["terminals"][i], a["timeouts"][i] = next_obs, terminal, timeout
+        a["mc_returns"][i] = 0.0 if mc_return is None else mc_return
         self.cursor = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self._open = 0 if mc_return is not None else min(self._open + 1, self.capacity)
 
     def end_episode(self, gamma: float, sparse_negative_reward: float | None = None) -> None:
-        """Write the Monte-Carlo returns of the episode that just finished."""
-        idx = np.arange(self.episode_start, self.episode_start + self._episode_length()) % self.capacity
-        self.arrays["mc_returns"][idx] = episode_mc_returns(self.arrays["rewards"][idx], gamma, sparse_negative_reward)
-        self.episode_start = self.cursor
+        """Write the Monte-Carlo returns of the running episode (its rows still in the buffer) and close it."""
+        self.gamma, self.sparse_negative_reward = float(gamma), sparse_negative_reward
+        idx = self._open_rows()
+        self.arrays["mc_returns"][idx] = self._open_returns(idx)
+        self._open = 0
 
-    def _episode_length(self) -> int:
-        return (self.cursor - self.episode_start) % self.capacity or (self.capacity if self.size else 0)
+    def _open_rows(self) -> np.ndarray:
+        return (self.episode_start + np.arange(self._open)) % self.capacity
 
-    def sample(self, rng: np.random.Generator, shape: tuple) -> dict:
+    def _open_returns(self, idx: np.ndarray) -> np.ndarray:
+        return episode_mc_returns(self.arrays["rewards"][idx], self.gamma, self.sparse_negative_reward)
+
+    def sample(self, rng: np.random.Generator, shape: tuple) -> dict[str, np.ndarray]:
+        """A batch dict (BATCH_KEYS, float32) of uniformly drawn rows with leading dims `shape`."""
         if self.size == 0:
-            raise DataError("cannot sample from an empty replay buffer")
+            raise DataError("cannot sample from an empty replay buffer; insert transitions first")
         idx = rng.integers(0, self.size, size=shape)
-        return {k: v[idx] for k, v in self.arrays.items()}
+        batch = to_batch(self.arrays, idx)
+        position = (idx - self.episode_start) % self.capacity  # position within the running episode
+        provisional = position < self._open
+        if provisional.any():
+            batch["mc_returns"][provisional] = self._open_returns(self._open_rows())[position[provisional]]
+        return batch
 
-    def state_dict(self) -> dict:
-        return {**{k: v[:self.size] for k, v in self.arrays.items()},
-                "counters": np.array([self.size, self.cursor, self.episode_start, self.capacity])}
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild an identical buffer (arrays up to `size` and counters)."""
+        snr = np.nan if self.sparse_negative_reward is None else self.sparse_negative_reward
+        return {**{k: v[:self.size].copy() for k, v in self.arrays.items()},
+                "counters": np.array([self.capacity, self.size, self.cursor, self._open], np.int64),
+                "returns_config": np.array([self.gamma, snr], np.float64)}
 
     def load_state_dict(self, state: dict) -> None:
-        size, cursor, start, capacity = (int(x) for x in state["counters"])
+        capacity, size, cursor, open_rows = (int(x) for x in state["counters"])
         if capacity != self.capacity:
-            raise DataError(f"saved replay buffer has capacity {capacity}, this run needs {self.capacity}")
+            raise DataError(f"the saved replay buffer has capacity {capacity}, this one {self.capacity}; resume "
+                            f"with the same settings (steps, warmup) as the interrupted run")
         for k, v in self.arrays.items():
+            if state[k].shape[1:] != v.shape[1:]:
+                raise DataError(f"the saved replay buffer's '{k}' has rows of shape {state[k].shape[1:]}, this "
+                                f"buffer {v.shape[1:]}; it belongs to another task")
             v[:size] = state[k]
-        self.size, self.cursor, self.episode_start = size, cursor, start
+            v[size:] = 0.0
+        gamma, snr = (float(x) for x in state["returns_config"])
+        self.size, self.cursor, self._open = size, cursor, open_rows
+        self.gamma, self.sparse_negative_reward = gamma, None if np.isnan(snr) else snr
 
     def save(self, path: str | Path) -> None:
+        """Write `state_dict()` to `path` as .npz (exactly that name, atomically)."""
         path = Path(path)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **self.state_dict())
-        tmp.replace(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **self.state_dict())
+        os.replace(tmp, path)
 
     def load(self, path: str | Path) -> None:
-        with np.load(path) as f:
-            self.load_state_dict({k: f[k] for k in f.files})
+        """Restore what `save` wrote, in place."""
+        self.load_state_dict(read_npz(path))
 
 
-def offline_batch(data: Transitions, idx: np.ndarray) -> dict:
-    """Rows of an offline dataset in the learner's batch layout."""
-    return {"observations": data.observations[idx], "actions": data.actions[idx], "rewards": data.rewards[idx],
-            "next_observations": data.next_observations[idx], "masks": 1.0 - data.terminals[idx],
-            "mc_returns": data.mc_returns[idx] if data.mc_returns is not None
-            else np.zeros(idx.shape, np.float32)}
+def offline_batch(data: Transitions, idx) -> dict[str, np.ndarray]:
+    """Rows `idx` of an offline dataset in the learner's batch layout; the dataset needs MC returns."""
+    if data.mc_returns is None:
+        raise DataError("the offline dataset has no 'mc_returns'; attach them with "
+                        "data.with_mc_returns(mc_returns_to_go(...)) before building batches")
+    return to_batch(data.arrays(), idx)
 
 
 class BatchMixer:
-    """Draws (utd, batch) minibatches: round(fraction * batch) rows from offline data, the rest online.
+    """(utd, batch_size) minibatches: round(offline_fraction * batch_size) rows of each drawn from the offline
+    dataset, the rest from the online buffer, concatenated along the batch axis (offline rows first).
 
-    With fraction 0 the offline dataset is not kept at all (no reference), so fine-tuning memory does not depend
-    on the dataset's size.
+    With offline_fraction == 0 a given dataset is dropped (no reference kept), so fine-tuning memory does not
+    grow with the dataset and no offline row can reach a batch.
     """
 
     def __init__(self, online: ReplayBuffer, offline: Transitions | None, offline_fraction: float):
         if not 0.0 <= offline_fraction <= 1.0:
-            raise DataError(f"offline_fraction={offline_fraction} must be in [0, 1]")
+            raise ValueError(f"offline_fraction={offline_fraction} must be in [0, 1]")
         if offline_fraction > 0 and offline is None:
-            raise DataError(f"offline_fraction={offline_fraction} needs the offline dataset, which was not given")
-        self.online, self.fraction = online, offline_fraction
+            raise ValueError(f"offline_fraction={offline_fraction} needs an offline dataset, but none was given; "
+                             f"load one or set the fraction to 0")
+        if offline_fraction > 0 and offline.mc_returns is None:
+            raise DataError("the offline dataset has no 'mc_returns'; attach them with with_mc_returns")
+        self.online, self.offline_fraction = online, float(offline_fraction)
         self.offline = offline if offline_fraction > 0 else None
 
-    def sample(self, rng: np.random.Generator, utd: int, batch_size: int) -> dict:
-        n_off = int(round(self.fraction * batch_size))
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(offline rows, online rows) of a batch."""
+        n_off = int(round(self.offline_fraction * batch_size))
+        return n_off, batch_size - n_off
+
+    def sample(self, rng: np.random.Generator, utd: int, batch_size: int) -> dict[str, np.ndarray]:
+        if utd < 1 or batch_size < 1:
+            raise ValueError(f"utd={utd} and batch_size={batch_size} must be >= 1")
+        n_off, n_on = self.split(batch_size)
         parts = []
         if n_off:
             parts.append(offline_batch(self.offline, rng.integers(0, len(self.offline), size=(utd, n_off))))
-        if batch_size - n_off:
-            parts.append(self.online.sample(rng, (utd, batch_size - n_off)))
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts], axis=1) for k in BATCH_KEYS}
+        if n_on:
+            parts.append(self.online.sample(rng, (utd, n_on)))
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts], axis=1) for k in BATCH_KEYS}

@@ -14,35 +14,35 @@ class RewardTransform:
     scale: float = 1.0
     bias: float = 0.0
 
-    def __call__(self, rewards):
+    def __call__(self, rewards) -> np.ndarray:
         return (self.scale * np.asarray(rewards, np.float32) + self.bias).astype(np.float32)
 
 
-def episode_mc_returns(rewards: np.ndarray, gamma: float, sparse_negative_reward: float | None = None) -> np.ndarray:
-    """Discounted return-to-go of one episode (no bootstrap past its end).
+def episode_mc_returns(rewards, gamma: float, sparse_negative_reward: float | None = None) -> np.ndarray:
+    """Discounted return-to-go G_t = r_t + gamma * G_{t+1} of ONE episode, with no bootstrap past its end.
 
-    Sparse tasks: an episode whose every reward equals `sparse_negative_reward` never reaches the goal, so its
-    return is taken as that of an infinite failure, r_neg / (1 - gamma), at every step (Cal-QL's rule).
+    Sparse tasks: an episode whose every reward equals `sparse_negative_reward` (compared in float32) never
+    reached the goal; every step gets r_neg / (1 - gamma), the return of failing forever (Cal-QL's rule).
     """
-    rewards = np.asarray(rewards, np.float64)
-    if sparse_negative_reward is not None and len(rewards) and np.all(rewards == sparse_negative_reward):
-        return np.full(len(rewards), sparse_negative_reward / (1.0 - gamma), np.float32)
-    out = np.empty(len(rewards), np.float64)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        running = rewards[t] + gamma * running
-        out[t] = running
-    return out.astype(np.float32)
+    rewards = np.asarray(rewards, np.float32)
+    if sparse_negative_reward is not None and rewards.size and np.all(rewards == np.float32(sparse_negative_reward)):
+        return np.full(rewards.shape, sparse_negative_reward / (1.0 - gamma), np.float32)
+    out, running = [], 0.0
+    for r in reversed(rewards.tolist()):  # a plain float loop: ~0.1 s per million steps, float64 accumulation
+        running = r + gamma * running
+        out.append(running)
+    return np.asarray(out[::-1], np.float32).reshape(rewards.shape)
 
 
-def mc_returns_to_go(rewards: np.ndarray, episode_ends: np.ndarray, gamma: float,
-                     sparse_negative_reward: float | None = None) -> np.ndarray:
-    """Per-transition returns-to-go of a dataset split into episodes at `episode_ends` (True = last step)."""
+def mc_returns_to_go(rewards, episode_ends, gamma: float, sparse_negative_reward: float | None = None) -> np.ndarray:
+    """Returns-to-go of a dataset split into episodes; `episode_ends[t]` is True at each episode's last step
+    (see `Transitions.episode_ends`). Rows after the last True form one more (unfinished) episode."""
+    rewards, episode_ends = np.asarray(rewards, np.float32), np.asarray(episode_ends, bool)
+    if rewards.shape != episode_ends.shape or rewards.ndim != 1:
+        raise ValueError(f"rewards {rewards.shape} and episode_ends {episode_ends.shape} must be equal 1-D shapes")
     out = np.empty(len(rewards), np.float32)
-    start = 0
-    for end in np.flatnonzero(episode_ends):
-        out[start:end + 1] = episode_mc_returns(rewards[start:end + 1], gamma, sparse_negative_reward)
-        start = end + 1
-    if start < len(rewards):
-        out[start:] = episode_mc_returns(rewards[start:], gamma, sparse_negative_reward)
+    bounds = np.concatenate([[0], np.flatnonzero(episode_ends) + 1, [len(rewards)]])
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if stop > start:
+            out[start:stop] = episode_mc_returns(rewards[start:stop], gamma, sparse_negative_reward)
     return out
