@@ -88,6 +88,8 @@ class PretrainConfig(CommonConfig):
 @dataclass
 class FinetuneConfig(CommonConfig):
     method: str = _help("fine-tuning method: " + ", ".join(METHODS), default="wsrl")
+    label: str | None = _help("name of this variant in run directories, plots and tables (default: the method)",
+                              default=None)
     checkpoint: str | None = _help("pre-trained checkpoint directory (methods that start from one)", default=None)
     steps: int = _help("online environment steps", default=100_000)
     warmup_steps: int | None = _help("warmup length K (default: method's; 5000 for wsrl)", default=None)

@@ -139,4 +139,4 @@ def remove_state(run_dir: Path) -> None:
 
 
 def config_record(kind: str, cfg, task: Task, **extra) -> dict:
-    return {"kind": kind, "task": task.name, "family": task.family, **dataclasses.asdict(cfg), **extra}
+    return {**dataclasses.asdict(cfg), "kind": kind, "task": task.name, "family": task.family, **extra}

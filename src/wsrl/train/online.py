@@ -69,7 +69,7 @@ def needs_dataset(cfg: FinetuneConfig, resolved: ResolvedFinetune) -> bool:
 def finetune(cfg: FinetuneConfig) -> Path:
     task = get_task(cfg.task)
     resolved = resolve_finetune(cfg, PRESETS[task.preset])
-    run_dir = common.default_run_dir(cfg, cfg.method)
+    run_dir = common.default_run_dir(cfg, cfg.label or cfg.method)
     common.check_run_dir(run_dir, cfg.resume)
     env, eval_env = task.make_env(cfg.seed), task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(env)
@@ -104,7 +104,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
     else:
         pretrain_meta = checkpoint.read_meta(cfg.checkpoint) if cfg.checkpoint else {}
         common.write_run_config(run_dir, common.config_record(
-            "finetune", cfg, task, algorithm="sac" if resolved.method.learner == "sac" else cfg.method,
+            "finetune", cfg, task, method=cfg.label or cfg.method, base_method=cfg.method,
+            algorithm="sac" if resolved.method.learner == "sac" else cfg.method,
             resolved=resolved, pretrain_run=pretrain_meta.get("pretrain_run"),
             pretrain_steps=pretrain_meta.get("pretrain_steps")))
         loop, rng, act_key = Loop(), np.random.default_rng(cfg.seed), jax.random.PRNGKey(cfg.seed + 1)
@@ -118,7 +119,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     diagnostic_interval = cfg.diagnostic_interval or cfg.eval_interval
     log = MetricsLog(run_dir)
     log.truncate_after(loop.step)
-    progress = Progress(cfg.steps, start=loop.step, enabled=cfg.progress, label=cfg.method)
+    progress = Progress(cfg.steps, start=loop.step, enabled=cfg.progress, label=cfg.label or cfg.method)
 
     def phase() -> str:
         return "warmup" if loop.step < env_updates_start else "finetune"
