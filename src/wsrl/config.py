@@ -72,6 +72,7 @@ class CommonConfig:
     resume: bool = _help("continue an interrupted run in run_dir", default=False)
     progress: bool = _help("show a progress line", default=True)
     critic_hidden_dims: tuple[int, ...] | None = _help("critic hidden sizes (default: family preset)", default=None)
+    discount: float = _help("discount factor gamma (the paper uses 0.99 everywhere)", default=0.99)
     actor_hidden_dims: tuple[int, ...] | None = _help("actor hidden sizes (default: family preset)", default=None)
 
 
@@ -144,7 +145,8 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
     if cfg.algorithm == "iql":
         return IQLConfig(critic_hidden_dims=critic, value_hidden_dims=critic, actor_hidden_dims=actor,
                          critic_layer_norm=cfg.critic_layer_norm, actor_layer_norm=cfg.actor_layer_norm,
-                         num_critics=cfg.num_critics, expectile=preset.iql_expectile, beta=preset.iql_beta)
+                         num_critics=cfg.num_critics, expectile=preset.iql_expectile, beta=preset.iql_beta,
+                         discount=cfg.discount)
     # CQL / Cal-QL: the TD target is the min over all critics with the max-target backup (CQL's default).
     return ActorCriticConfig(
         critic_hidden_dims=critic, actor_hidden_dims=actor, critic_layer_norm=cfg.critic_layer_norm,
@@ -153,13 +155,15 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
         regularizer="calql" if cfg.algorithm == "cal-ql" else "cql",
         cql_alpha=preset.cql_alpha if cfg.cql_alpha is None else cfg.cql_alpha,
         cql_lagrange=preset.cql_lagrange and cfg.cql_alpha is None,
-        cql_importance_sample=preset.cql_importance_sample)
+        cql_importance_sample=preset.cql_importance_sample, discount=cfg.discount)
 
 
 def validate_common(cfg: CommonConfig) -> None:
     for name in ("eval_interval", "eval_episodes", "batch_size", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a positive integer")
+    if not 0.0 <= cfg.discount < 1.0:
+        raise ConfigError(f"discount={cfg.discount} must be in [0, 1)")
 
 
 def validate_pretrain(cfg: PretrainConfig) -> None:
@@ -224,7 +228,7 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset) -> ResolvedFinetune:
             num_critics=num_critics,
             critic_subsample=min(2 if cfg.method == "wsrl" else preset.rlpd_critic_subsample, num_critics),
             backup=preset.wsrl_backup if cfg.method == "wsrl" else "min",
-            target_noise_std=method.target_noise_std)
+            target_noise_std=method.target_noise_std, discount=cfg.discount)
     return ResolvedFinetune(method, init, warmup, warmup_source, fraction, utd, learner)
 
 

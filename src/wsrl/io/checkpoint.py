@@ -99,7 +99,7 @@ def _architecture(config, part: str) -> dict:
     if part == "policy":
         names = ("actor_hidden_dims", "actor_layer_norm", "state_dependent_std")
     else:
-        names = ("critic_hidden_dims", "critic_layer_norm", "num_critics")
+        names = ("critic_hidden_dims", "critic_layer_norm", "num_critics", "discount")  # Q's scale depends on gamma
     return {n: getattr(config, n) for n in names}
 
 
