@@ -73,6 +73,8 @@ class CommonConfig:
     progress: bool = _help("show a progress line", default=True)
     critic_hidden_dims: tuple[int, ...] | None = _help("critic hidden sizes (default: family preset)", default=None)
     discount: float = _help("discount factor gamma (the paper uses 0.99 everywhere)", default=0.99)
+    init_temperature: float = _help("initial SAC temperature alpha of a new learner (a loaded policy keeps its "
+                                    "own)", default=1.0)
     actor_hidden_dims: tuple[int, ...] | None = _help("actor hidden sizes (default: family preset)", default=None)
 
 
@@ -155,13 +157,16 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
         regularizer="calql" if cfg.algorithm == "cal-ql" else "cql",
         cql_alpha=preset.cql_alpha if cfg.cql_alpha is None else cfg.cql_alpha,
         cql_lagrange=preset.cql_lagrange and cfg.cql_alpha is None,
-        cql_importance_sample=preset.cql_importance_sample, discount=cfg.discount)
+        cql_importance_sample=preset.cql_importance_sample, discount=cfg.discount,
+        init_temperature=cfg.init_temperature)
 
 
 def validate_common(cfg: CommonConfig) -> None:
     for name in ("eval_interval", "eval_episodes", "batch_size", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a positive integer")
+    if not cfg.init_temperature > 0:
+        raise ConfigError(f"init_temperature={cfg.init_temperature} must be > 0")
     if not 0.0 <= cfg.discount < 1.0:
         raise ConfigError(f"discount={cfg.discount} must be in [0, 1)")
 
@@ -228,7 +233,7 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset) -> ResolvedFinetune:
             num_critics=num_critics,
             critic_subsample=min(2 if cfg.method == "wsrl" else preset.rlpd_critic_subsample, num_critics),
             backup=preset.wsrl_backup if cfg.method == "wsrl" else "min",
-            target_noise_std=method.target_noise_std, discount=cfg.discount)
+            target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature)
     return ResolvedFinetune(method, init, warmup, warmup_source, fraction, utd, learner)
 
 
