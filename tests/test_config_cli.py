@@ -93,3 +93,16 @@ def test_cli_parses_types():
 def test_cli_reports_config_errors_without_traceback(capsys):
     assert cli.main(["finetune", "--method", "wsrll"]) == 2
     assert "Did you mean 'wsrl'" in capsys.readouterr().err
+
+
+def test_tasks_command_lists_tasks_and_how_to_get_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WSRL_DATA_DIR", str(tmp_path))
+    assert cli.main(["tasks", "--family", "pointmaze", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "pointmaze-umaze-v0" in out and "dataset: no" in out
+    assert "wsrl datagen --task pointmaze-umaze-v0 --recipe maze-planner" in out
+
+
+def test_unknown_task_on_the_command_line(capsys):
+    assert cli.main(["pretrain", "--task", "hoper-medium-v2"]) == 2
+    assert "Did you mean 'hopper-medium-v2'" in capsys.readouterr().err
