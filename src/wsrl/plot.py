@@ -94,13 +94,13 @@ def diagnostics_figure(groups, task: str):
 
 
 def unlearning_dips(groups, metric: str = "score") -> dict[tuple[str, str], float]:
-    """Score at step 0 minus the lowest score in the first 10% of fine-tuning, averaged over seeds."""
+    """Score at step 0 minus the lowest score in the first quarter of fine-tuning, averaged over seeds."""
     dips = {}
     for key, runs in groups.items():
         values = []
         for x, y in seed_curves(runs, metric):
             if x[0] == 0 and len(x) > 1:
-                early = y[x <= 0.1 * x.max()]
+                early = y[x <= 0.25 * x.max()]
                 values.append(y[0] - early.min())
         if values:
             dips[key] = float(np.mean(values))
