@@ -5,8 +5,6 @@ repeats it) and the reference returns of a random policy and of the generating p
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +13,7 @@ import numpy as np
 from wsrl.datagen.maze import MazePlanner
 from wsrl.errors import ConfigError
 from wsrl.io.provenance import provenance
-from wsrl.io.runlog import format_duration
+from wsrl.io.runlog import Progress
 from wsrl.tasks import Task, get_task
 
 RECIPES = ("maze-planner", "random", "policy")
@@ -84,7 +82,7 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
     episode = 0
     obs, _ = env.reset(seed=reset_seed(seed, episode))
     policy.reset(env, rng)
-    start, shown = time.monotonic(), 0.0
+    bar = Progress(steps, enabled=progress, label="datagen")
     for t in range(steps):
         action = policy(obs, rng)
         next_obs, reward, terminated, truncated, info = env.step(action)
@@ -98,13 +96,8 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
             episode += 1
             obs, _ = env.reset(seed=reset_seed(seed, episode))
             policy.reset(env, rng)
-        if progress and time.monotonic() - shown > 1.0:
-            shown = time.monotonic()
-            rate = (t + 1) / (shown - start)
-            print(f"\r[datagen] {t + 1:,}/{steps:,} steps | {rate:,.0f} steps/s | "
-                  f"ETA {format_duration((steps - t - 1) / rate)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        bar.update(t + 1, "generating")
+    bar.close(steps, "generating")
     return out
 
 

@@ -84,9 +84,9 @@ class Progress:
         elapsed = time.monotonic() - self._t0
         rate = (step - self._s0) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("inf")
-        score = "-" if self.last_score is None else f"{self.last_score:.1f}"
+        score = "" if self.last_score is None else f" | last score {self.last_score:.1f}"
         return (f"[{self.label}] step {step:,}/{self.total:,} | {phase} | {rate:.1f} steps/s | "
-                f"ETA {format_duration(eta)} | last score {score}")
+                f"ETA {format_duration(eta)}{score}")
 
     def update(self, step: int, phase: str, force: bool = False) -> None:
         if not self.enabled:
