@@ -151,6 +151,8 @@ def test_retention_mixes_the_requested_share(workspace, monkeypatch):
     ({"method": "rlpd", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5"),
     ({"method": "cql-ft"}, ConfigError, "pre-trained with cal-ql"),
     ({"method": "wsrl", "num_critics": 3}, CheckpointError, "num_critics: checkpoint has 4"),
+    ({"method": "wsrl", "task": "pointmaze-medium-navigate-singletask-task1-v0"}, ConfigError,
+     "pre-trained on task 'pointmaze-umaze-v0'"),
 ])
 def test_bad_input_stops_before_writing(workspace, kw, error, message):
     cfg = finetune_cfg(workspace, kw.pop("method"), "bad", **kw)

@@ -46,6 +46,11 @@ def episode_seed(seed: int, episode: int) -> int:
 
 def build_agents(cfg: FinetuneConfig, resolved: ResolvedFinetune, obs_dim: int, action_dim: int):
     """(learner, frozen pre-trained agent). Without a checkpoint the 'pre-trained' agent is the initial one."""
+    if cfg.checkpoint is not None:
+        pre_task = checkpoint.read_meta(cfg.checkpoint).get("task")
+        if pre_task not in (None, cfg.task):
+            raise ConfigError(f"checkpoint {cfg.checkpoint} was pre-trained on task {pre_task!r}, not {cfg.task!r}; "
+                              f"pre-train on this task with `wsrl pretrain --task {cfg.task}`")
     if resolved.method.learner == "checkpoint":
         expected = CHECKPOINT_ALGORITHM[cfg.method]
         meta = checkpoint.read_meta(cfg.checkpoint)
