@@ -59,6 +59,14 @@ def test_every_method_runs_end_to_end(workspace, method):
     assert (run / "checkpoint" / "agent.msgpack").exists() and not (run / "state").exists()
 
 
+def test_replay_buffer_becomes_a_dataset(workspace):
+    from wsrl.data.loaders import load_dataset
+    run = finetune(finetune_cfg(workspace, "sac-fast", "replay", save_replay=True))
+    data = load_dataset(run / "replay.hdf5")
+    assert len(data) == 60 and data.obs_dim == 6
+    assert set(np.unique(data.rewards)) <= {0.0, 1.0}  # the raw convention, not the training transform
+
+
 def test_pretrain_writes_scores_and_a_loadable_checkpoint(workspace):
     root, _, ckpts = workspace
     records = read(root / "cal-ql")

@@ -108,6 +108,8 @@ class FinetuneConfig(CommonConfig):
     diagnostic_samples: int = _help("held-out offline transitions kept for diagnostics only", default=1_000)
     diagnostic_interval: int | None = _help("steps between diagnostics records (default: eval_interval)",
                                             default=None)
+    save_replay: bool = _help("write the final replay buffer as a D4RL HDF5 dataset, <run-dir>/replay.hdf5 "
+                              "(how 'medium-replay' datasets are made)", default=False)
     jsrl_horizon_decay_steps: int = _help("JSRL: steps over which the roll-in probability decays to 0",
                                           default=100_000)
 

@@ -124,10 +124,21 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
     with h5py.File(tmp, "w") as f:
         for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
             f.create_dataset(key, data=arrays[key], compression="gzip")
-        f.create_dataset("infos/success", data=arrays["success"])
+        if "success" in arrays:
+            f.create_dataset("infos/success", data=arrays["success"])
         for key, value in metadata.items():
             f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
     tmp.replace(path)
+
+
+def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> Path:
+    """A training run's replay buffer as a dataset, rewards mapped back to the task's raw convention."""
+    t = task.reward_transform
+    arrays = {k: buffer_state[k] for k in ("observations", "actions", "next_observations", "terminals", "timeouts")}
+    arrays["rewards"] = ((buffer_state["rewards"] - t.bias) / t.scale).astype(np.float32)
+    write_hdf5(Path(path), arrays, {"generator": "wsrl.datagen/replay", "task": task.name, **provenance(),
+                                    **metadata})
+    return Path(path)
 
 
 def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,

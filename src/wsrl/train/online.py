@@ -179,6 +179,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
     log.close()
     checkpoint.save(run_dir / "checkpoint", agent, obs_dim=obs_dim,
                     extra={"task": task.name, "method": cfg.method, "online_steps": loop.step})
+    if cfg.save_replay:
+        from wsrl.datagen import write_replay
+        write_replay(run_dir / "replay.hdf5", buffer.state_dict(), task,
+                     {"run_dir": str(run_dir.resolve()), "method": cfg.method, "seed": cfg.seed})
     common.remove_state(run_dir)
     return run_dir
 
