@@ -66,3 +66,14 @@ def test_bad_requests_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="--checkpoint"):
         generate("policy", TASK, tmp_path / "x.hdf5", steps=10, progress=False)
     assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_minari_output_loads_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    path = generate("maze-planner", TASK, "wsrl/umaze-test-v0", steps=700, seed=2, fmt="minari", progress=False)
+    assert path.exists()
+    from_minari = load_dataset("wsrl/umaze-test-v0")
+    from_hdf5 = load_dataset(generate("maze-planner", TASK, tmp_path / "same.hdf5", steps=700, seed=2,
+                                      progress=False))
+    np.testing.assert_allclose(from_minari.observations, from_hdf5.observations, rtol=1e-6)
+    np.testing.assert_allclose(from_minari.rewards, from_hdf5.rewards)

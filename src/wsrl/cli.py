@@ -99,7 +99,9 @@ def cmd_tasks(args) -> None:
 def cmd_datagen(args) -> None:
     from wsrl.datagen import generate
     from wsrl.tasks import get_task
-    out = Path(args.out) if args.out else get_task(args.task).dataset_path
+    from wsrl.datagen import minari_id
+    default = minari_id(args.task) if args.format == "minari" else get_task(args.task).dataset_path
+    out = args.out or default
     policy_kw = {}
     if args.checkpoint:
         policy_kw["policy_fn"] = checkpoint_policy(args.checkpoint)
@@ -172,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=None, help="action noise std (default: the recipe's)")
     p.add_argument("--format", default="hdf5", choices=("hdf5", "minari"), help="file format (default: hdf5)")
     p.add_argument("--checkpoint", default=None, help="policy checkpoint for --recipe policy")
-    p.add_argument("--out", default=None, help="output path (default: the task's dataset path)")
+    p.add_argument("--out", default=None, help="output path (default: the task's dataset path); with --format "
+                   "minari, the dataset id (default: wsrl/<task>) under $MINARI_DATASETS_PATH")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_datagen)
 

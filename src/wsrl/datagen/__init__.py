@@ -131,6 +131,30 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
     tmp.replace(path)
 
 
+def minari_id(task: str) -> str:
+    """The Minari id a generated dataset gets by default: wsrl/<task>, versioned as Minari requires."""
+    return f"wsrl/{task}" if task[-3:-1] == "-v" or task[-4:-2] == "-v" else f"wsrl/{task}-v0"
+
+
+def write_minari(dataset_id: str, arrays: dict, env, metadata: dict) -> Path:
+    """Write with Minari's own writer under $MINARI_DATASETS_PATH; episodes carry T+1 observations."""
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    episodes = [EpisodeBuffer(
+        id=i, observations=np.concatenate([arrays["observations"][a:b + 1], arrays["next_observations"][b:b + 1]]),
+        actions=arrays["actions"][a:b + 1], rewards=arrays["rewards"][a:b + 1],
+        terminations=arrays["terminals"][a:b + 1], truncations=arrays["timeouts"][a:b + 1],
+        infos={"success": arrays["success"][a:b + 1]}) for i, (a, b) in enumerate(zip(starts, ends))]
+    dataset = minari.create_dataset_from_buffers(
+        dataset_id, episodes, observation_space=env.observation_space, action_space=env.action_space,
+        algorithm_name=metadata["generator"], ref_min_score=metadata["ref_random_return"],
+        ref_max_score=metadata["ref_generator_return"], description=metadata["command"],
+        code_permalink="wsrl " + metadata["git_commit"])
+    return Path(dataset.spec.data_path)
+
+
 def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> Path:
     """A training run's replay buffer as a dataset, rewards mapped back to the task's raw convention."""
     t = task.reward_transform
@@ -143,9 +167,10 @@ def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> 
 
 def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,
              fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None, **recipe_kwargs) -> Path:
-    """Generate `steps` transitions of `task` with `recipe`, write them to `out`; deterministic for a seed."""
-    if fmt != "hdf5":
-        raise ConfigError(f"format {fmt!r} is not supported by datagen yet; use hdf5 (Minari files load fine)")
+    """Generate `steps` transitions of `task` with `recipe`, write them to `out` (a file path for hdf5, a dataset
+    id under $MINARI_DATASETS_PATH for minari); deterministic for a seed."""
+    if fmt not in ("hdf5", "minari"):
+        raise ConfigError(f"unknown format {fmt!r}; choose hdf5 or minari")
     if steps <= 0:
         raise ConfigError(f"steps={steps} must be > 0")
     spec = get_task(task)
@@ -161,6 +186,8 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],
                 "ref_generator_return": gen_return, "ref_generator_success": gen_success,
                 "recipe_kwargs": recipe_kwargs}
+    if fmt == "minari":
+        return write_minari(str(out), arrays, env, metadata)
     out = Path(out)
     write_hdf5(out, arrays, metadata)
     return out
