@@ -5,6 +5,9 @@ from wsrl.agents import iql, sac
 from wsrl.agents.iql import IQL, IQLConfig
 from wsrl.agents.sac import ActorCritic, ActorCriticConfig
 
+__all__ = ["ActorCritic", "ActorCriticConfig", "IQL", "IQLConfig", "Agent", "module_of", "create", "update",
+           "sample_actions", "eval_actions", "required_batch_keys"]
+
 Agent = ActorCritic | IQL
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from wsrl.data.returns import episode_mc_returns
-from wsrl.data.transitions import DataError, Transitions, read_npz, to_batch
+from wsrl.data.transitions import DataError, Transitions, read_npz, to_batch, write_npz
 
 BATCH_KEYS = ("observations", "actions", "rewards", "next_observations", "masks", "mc_returns")
 STORED = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "mc_returns")
@@ -109,11 +108,7 @@ class ReplayBuffer:
 
     def save(self, path: str | Path) -> None:
         """Write `state_dict()` to `path` as .npz (exactly that name, atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.state_dict())
-        os.replace(tmp, path)
+        write_npz(path, self.state_dict())
 
     def load(self, path: str | Path) -> None:
         """Restore what `save` wrote, in place."""

@@ -22,6 +22,15 @@ class DataError(WsrlError):
     """A dataset is missing, malformed or does not fit the task; the message names the source, key and fix."""
 
 
+def write_npz(path: str | Path, arrays: dict) -> None:
+    """np.savez to exactly `path`, atomically (a kill never leaves half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
 @dataclasses.dataclass(frozen=True)
 class Transitions:
     """N transitions. `terminals` = 1: true terminal (no bootstrap); `timeouts` = 1: the episode was cut after
@@ -82,11 +91,7 @@ class Transitions:
 
     def save_npz(self, path: str | Path) -> None:
         """Write every set field to `path` (exactly that name, atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.arrays())
-        os.replace(tmp, path)
+        write_npz(path, self.arrays())
 
     @classmethod
     def from_npz(cls, path: str | Path) -> "Transitions":

@@ -21,7 +21,7 @@ from wsrl.data import DataError
 from wsrl.data.replay import BatchMixer, ReplayBuffer
 from wsrl.io import checkpoint
 from wsrl.io.runlog import MetricsLog, Progress
-from wsrl.tasks import Task, get_task
+from wsrl.tasks import get_task
 from wsrl.train import common
 from wsrl.train.diagnostics import diagnostics
 
