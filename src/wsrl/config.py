@@ -14,11 +14,11 @@ from typing import Any
 from wsrl.agents import ActorCriticConfig, IQLConfig
 from wsrl.agents.sac import check_choice
 from wsrl.errors import ConfigError
+from wsrl.io.checkpoint import INIT_CHOICES
 
 ALGORITHMS = ("cal-ql", "cql", "iql")
 METHODS = ("wsrl", "sac-fast", "rlpd", "jsrl", "so2", "calql-ft", "cql-ft", "iql-ft")
 WARMUP_SOURCES = ("policy", "uniform", "dataset", "none")
-INIT_CHOICES = ("both", "policy", "critic", "none")
 
 
 def choose(name: str, value: str, choices) -> str:

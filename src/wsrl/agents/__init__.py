@@ -1,12 +1,12 @@
-"""Learners. Every learner module offers the same functions: create, update, sample_actions, eval_actions,
-required_batch_keys; `module_of(agent)` picks the module for an agent object."""
+"""Learners. Every learner module offers the same functions: create, update, sample_actions, eval_actions;
+`module_of(agent)` picks the module for an agent object."""
 
 from wsrl.agents import iql, sac
 from wsrl.agents.iql import IQL, IQLConfig
 from wsrl.agents.sac import ActorCritic, ActorCriticConfig
 
 __all__ = ["ActorCritic", "ActorCriticConfig", "IQL", "IQLConfig", "Agent", "module_of", "create", "update",
-           "sample_actions", "eval_actions", "required_batch_keys"]
+           "sample_actions", "eval_actions"]
 
 Agent = ActorCritic | IQL
 
@@ -30,7 +30,3 @@ def sample_actions(agent, observations, key):
 
 def eval_actions(agent, observations):
     return module_of(agent).eval_actions(agent, observations)
-
-
-def required_batch_keys(agent) -> tuple[str, ...]:
-    return module_of(agent).required_batch_keys(agent.config)

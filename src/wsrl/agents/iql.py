@@ -168,7 +168,3 @@ def sample_actions(agent: IQL, observations, key):
 def eval_actions(agent: IQL, observations):
     mean, _ = policy_mean_log_std(agent, agent.actor.params, observations)
     return jnp.clip(mean, -1.0, 1.0)
-
-
-def required_batch_keys(config: IQLConfig) -> tuple[str, ...]:
-    return ("observations", "actions", "rewards", "next_observations", "masks")

@@ -367,8 +367,3 @@ def sample_actions(agent: ActorCritic, observations, key):
 def eval_actions(agent: ActorCritic, observations):
     mean, _ = policy_mean_log_std(agent, agent.actor.params, observations)
     return jnp.tanh(mean)
-
-
-def required_batch_keys(config: ActorCriticConfig) -> tuple[str, ...]:
-    keys = ("observations", "actions", "rewards", "next_observations", "masks")
-    return keys + ("mc_returns",) if config.regularizer == "calql" else keys
