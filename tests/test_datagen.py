@@ -77,3 +77,74 @@ def test_minari_output_loads_back(tmp_path, monkeypatch):
                                       progress=False))
     np.testing.assert_allclose(from_minari.observations, from_hdf5.observations, rtol=1e-6)
     np.testing.assert_allclose(from_minari.rewards, from_hdf5.rewards)
+
+
+# ---- OGBench manipulation oracles ------------------------------------------------------------------------------
+
+CUBE = "cube-single-play-singletask-task1-v0"
+
+
+def cube_height(arrays) -> np.ndarray:
+    return arrays["qpos"][:, 16]  # the cube's free joint: x, y, z at qpos[14:17]
+
+
+@pytest.mark.parametrize("kind", ["play", "noisy"])
+def test_oracle_picks_up_and_moves_the_cube(kind):
+    from wsrl.datagen import oracle
+    arrays, _ = oracle.collect(get_task(CUBE).env_id, 1_000, seed=0, kind=kind)
+    rest = cube_height(arrays)[:5].min()  # the cube starts on the table
+    assert (cube_height(arrays) > rest + 0.03).mean() > 0.1  # lifted for a good part of the episode
+    assert np.ptp(arrays["qpos"][:, 14:16], axis=0).min() > 0.1  # and carried around the table
+    assert arrays["timeouts"].sum() == 1 and arrays["timeouts"][-1]
+    env, rng, heights = get_task(CUBE).make_env(0), np.random.default_rng(0), []  # uniform random actions:
+    for _ in range(200):                                                        # the cube stays on the table
+        heights.append(env.step(rng.uniform(-1, 1, 5).astype(np.float32))[4]["qpos"][16])
+    assert max(heights) < heights[0] + 0.03
+
+
+def test_oracle_rewards_are_what_the_environment_returns_online():
+    """Every reward level seen in puzzle play data equals the singletask environment's own reward at that state."""
+    from wsrl.datagen import oracle
+    task = get_task("puzzle-3x3-play-singletask-task1-v0")
+    arrays, _ = oracle.collect(task.env_id, 1_000, seed=0)
+    levels = np.unique(arrays["rewards"])
+    assert len(levels) >= 4  # the oracle presses buttons: several numbers of lit buttons
+    env = task.make_env(0)
+    for level in levels:
+        i = int(np.flatnonzero(arrays["rewards"] == level)[0])
+        env.reset(seed=0)
+        env.unwrapped.set_state(arrays["qpos"][i], arrays["qvel"][i], arrays["button_states"][i])
+        _, reward, _, _, _ = env.step(np.zeros(5, np.float32))  # a still arm does not press a button
+        assert reward == level
+
+
+def test_oracle_dataset_file_repeats_for_a_seed(tmp_path):
+    a = generate("oracle", CUBE, tmp_path / "a.hdf5", steps=600, seed=4, progress=False, kind="noisy")
+    b = generate("oracle", CUBE, tmp_path / "b.hdf5", steps=600, seed=4, progress=False, kind="noisy")
+    with h5py.File(a) as f:
+        command, next_qpos = f.attrs["command"], f["infos/next_qpos"][()]
+    assert command == f"wsrl datagen --task {CUBE} --recipe oracle --steps 600 --seed 4 --noise 0.1 --oracle noisy"
+    da, db = load_dataset(a), load_dataset(b)
+    assert len(da) == 600 and da.obs_dim == 28 and da.act_dim == 5 and next_qpos.shape == (600, 21)
+    np.testing.assert_array_equal(da.actions, db.actions)
+    np.testing.assert_array_equal(da.observations, db.observations)
+    with pytest.raises(ConfigError, match="manipulation"):
+        generate("oracle", TASK, tmp_path / "c.hdf5", steps=10, progress=False)
+
+
+def test_ogbench_npz_of_a_singletask_task_gets_the_environments_rewards(tmp_path):
+    """An OGBench-format file (reward-free, one extra observation per trajectory, the simulator state of each
+    observation) loads with the rewards the environment gives for each transition."""
+    from wsrl.datagen import oracle
+    from wsrl.train.common import load_training_data
+    task = get_task("puzzle-3x3-play-singletask-task1-v0")
+    arrays, _ = oracle.collect(task.env_id, 300, seed=1)
+    first = {k: arrays[k][:1] for k in ("qpos", "qvel", "button_states")}  # the reset state's row: never a next
+    np.savez_compressed(tmp_path / "puzzle-3x3-play-v0.npz",
+                        observations=np.concatenate([arrays["observations"], arrays["next_observations"][-1:]]),
+                        actions=np.concatenate([arrays["actions"], np.zeros((1, 5), np.float32)]),
+                        terminals=np.float32([0] * 300 + [1]),
+                        **{k: np.concatenate([v, arrays[k]]) for k, v in first.items()})
+    data = load_training_data(task, str(tmp_path / "puzzle-3x3-play-v0.npz"), 55, 5, 0.99)
+    np.testing.assert_array_equal(data.rewards, arrays["rewards"])
+    np.testing.assert_array_equal(data.next_observations, arrays["next_observations"])

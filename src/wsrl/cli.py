@@ -105,6 +105,10 @@ def cmd_datagen(args) -> None:
     policy_kw = {}
     if args.checkpoint:
         policy_kw["policy_fn"] = checkpoint_policy(args.checkpoint)
+    if args.oracle is not None:
+        if args.recipe != "oracle":
+            raise C.ConfigError(f"--oracle {args.oracle} goes with --recipe oracle, not --recipe {args.recipe}")
+        policy_kw["kind"] = args.oracle
     path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
                     fmt=args.format, progress=not args.quiet, **policy_kw)
     print(f"dataset written: {path}")
@@ -174,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=None, help="action noise std (default: the recipe's)")
     p.add_argument("--format", default="hdf5", choices=("hdf5", "minari"), help="file format (default: hdf5)")
     p.add_argument("--checkpoint", default=None, help="policy checkpoint for --recipe policy")
+    p.add_argument("--oracle", default=None, choices=("play", "noisy"),
+                   help="with --recipe oracle: OGBench's plan oracle (play, the default) or Markov oracle with "
+                        "action noise (noisy)")
     p.add_argument("--out", default=None, help="output path (default: the task's dataset path); with --format "
                    "minari, the dataset id (default: wsrl/<task>) under $MINARI_DATASETS_PATH")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -16,6 +16,7 @@ from wsrl.data.transitions import FIELDS, DataError, Transitions, read_npz
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
 OGBENCH_KEYS = ("observations", "actions", "terminals")
+OGBENCH_STATE_KEYS = ("qpos", "qvel", "button_states")  # simulator state per row, for relabelling rewards
 MINARI_FILE = "main_data.hdf5"
 
 
@@ -175,8 +176,9 @@ def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None) -> Tra
     and `terminals` marks episode ends directly. Our terminals = 1 - masks (0 without masks).
 
     Rewards come from the file's `rewards` or from `reward_fn(arrays)`, called with a dict of the row-aligned
-    arrays (observations, actions, next_observations and any per-step info such as qpos, qvel, button_states);
-    it returns rewards or (rewards, masks) and takes precedence over the file's rewards.
+    arrays (observations, actions, next_observations and any per-step info such as qpos, qvel, button_states,
+    with `next_qpos` etc. for the row after); it returns rewards or (rewards, masks) and takes precedence over
+    the file's rewards. OGBench singletask tasks pass one (`Task.reward_fn`), as OGBench relabels its files.
     """
     source = str(path)
     arrays = read_npz(path)
@@ -187,7 +189,8 @@ def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None) -> Tra
         rows, cut = arrays, ends
     else:
         keep, next_obs, cut = _next_row_transitions(arrays, ends)
-        rows = {**{k: v[keep] for k, v in arrays.items() if np.ndim(v)}, "next_observations": next_obs}
+        rows = {**{k: v[keep] for k, v in arrays.items() if np.ndim(v)}, "next_observations": next_obs,
+                **{f"next_{k}": arrays[k][keep + 1] for k in OGBENCH_STATE_KEYS if k in arrays}}
     rewards, masks = _ogbench_rewards(source, rows, reward_fn)
     return Transitions.from_arrays(source, observations=rows["observations"], actions=rows["actions"],
                                    rewards=rewards, next_observations=rows["next_observations"],
@@ -202,17 +205,17 @@ def load_npz(path: str | Path) -> Transitions:
     return Transitions.from_arrays(str(path), **arrays)
 
 
-def load_dataset(source: str | Path, **kwargs) -> Transitions:
+def load_dataset(source: str | Path, reward_fn: Callable | None = None) -> Transitions:
     """Dispatch on the source: .hdf5/.h5 -> D4RL; .npz -> OGBench if it has that layout, else plain; a directory
-    or anything else without a suffix -> a Minari dataset (directory or id). `kwargs` go to the loader
-    (`reward_fn` for OGBench)."""
+    or anything else without a suffix -> a Minari dataset (directory or id). `reward_fn` computes the rewards of
+    an OGBench-layout npz (see `load_ogbench_npz`); the other formats store their rewards and do not use it."""
     path = Path(source).expanduser()
     if path.suffix in (".hdf5", ".h5"):
-        return load_d4rl_hdf5(path, **kwargs)
+        return load_d4rl_hdf5(path)
     if path.suffix == ".npz":
         keys = read_npz(path, keys_only=True)
-        return load_ogbench_npz(path, **kwargs) if is_ogbench_layout(keys) else load_npz(path, **kwargs)
+        return load_ogbench_npz(path, reward_fn) if is_ogbench_layout(keys) else load_npz(path)
     if path.is_file():
         raise DataError(f"{source}: unknown dataset format {path.suffix!r}; expected .hdf5/.h5 (D4RL), .npz "
                         f"(OGBench or plain) or a Minari dataset directory or id")
-    return load_minari(source, **kwargs)
+    return load_minari(source)

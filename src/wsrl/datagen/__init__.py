@@ -1,5 +1,5 @@
 """Local dataset generation (no download): scripted maze planner, uniform random actions, rollouts of a saved
-policy with action noise. Written as D4RL-layout HDF5 with metadata (recipe, seed, versions, the command that
+policy with action noise, OGBench's manipulation oracles. Written as D4RL-layout HDF5 with metadata (recipe, seed, versions, the command that
 repeats it) and the reference returns of a random policy and of the generating policy."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from typing import Callable
 
 import numpy as np
 
+from wsrl.datagen import oracle
 from wsrl.datagen.maze import MazePlanner
 from wsrl.errors import ConfigError
 from wsrl.io.provenance import provenance
 from wsrl.io.runlog import Progress
 from wsrl.tasks import Task, get_task
 
-RECIPES = ("maze-planner", "random", "policy")
+RECIPES = ("maze-planner", "random", "policy", "oracle")
 REFERENCE_EPISODES = 10
 
 
@@ -126,6 +127,9 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
             f.create_dataset(key, data=arrays[key], compression="gzip")
         if "success" in arrays:
             f.create_dataset("infos/success", data=arrays["success"])
+        for key in oracle.INFO_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
+            if key in arrays:
+                f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
         for key, value in metadata.items():
             f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
     tmp.replace(path)
@@ -173,14 +177,23 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         raise ConfigError(f"unknown format {fmt!r}; choose hdf5 or minari")
     if steps <= 0:
         raise ConfigError(f"steps={steps} must be > 0")
+    if policy_fn is not None and recipe != "policy":
+        raise ConfigError(f"a policy (--checkpoint) goes with recipe 'policy', not {recipe!r}")
     spec = get_task(task)
     env = spec.make_env(seed)
-    policy, noise = make_policy(recipe, spec, env, noise, policy_fn, **recipe_kwargs)
-    arrays = rollout(env, policy, steps, seed, progress)
+    if recipe == "oracle":
+        if spec.family != "manipulation":
+            raise ConfigError(f"recipe 'oracle' runs OGBench's manipulation oracles; task {task!r} is a "
+                              f"{spec.family} task (use it with cube, scene or puzzle tasks)")
+        arrays, noise = oracle.collect(spec.env_id, steps, seed, noise=noise, progress=progress, **recipe_kwargs)
+    else:
+        policy, noise = make_policy(recipe, spec, env, noise, policy_fn, **recipe_kwargs)
+        arrays = rollout(env, policy, steps, seed, progress)
     gen_return, gen_success = episode_stats(arrays)
     random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
     command = f"wsrl datagen --task {task} --recipe {recipe} --steps {steps} --seed {seed}" + \
-        (f" --noise {noise}" if noise is not None else "")
+        (f" --noise {noise}" if noise is not None else "") + \
+        (f" --oracle {recipe_kwargs.get('kind', 'play')}" if recipe == "oracle" else "")
     metadata = {"generator": f"wsrl.datagen/{recipe}", "task": task, "seed": seed, "steps": steps,
                 "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],

@@ -69,6 +69,40 @@ def ogbench_singletask(env_id: str, max_steps: int, reward_offset: float = 0.0) 
     return TaskEnv(env, lambda r, info: r + reward_offset, lambda info, r: info.get("success", False), None)
 
 
+def ogbench_env_names(task_env_id: str) -> tuple[str, str]:
+    """'cube-single-play-singletask-task1-v0' -> ('cube-single-v0', 'cube-single-singletask-task1-v0'): the
+    goal-conditioned environment its data comes from and the singletask environment."""
+    parts = task_env_id.split("-")
+    if "singletask" not in parts:
+        raise ValueError(f"{task_env_id!r} is not an OGBench singletask environment")
+    pos = parts.index("singletask")
+    return "-".join(parts[:pos - 1] + parts[-1:]), "-".join(parts[:pos - 1] + parts[pos:])
+
+
+def ogbench_state_rewards(task_env_id: str, states: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(rewards, successes) of a singletask task at the states given by `qpos` (and `button_states`), by
+    OGBench's own relabelling."""
+    import ogbench  # noqa: F401  (registers the environments)
+    from ogbench.relabel_utils import relabel_dataset
+    name = ogbench_env_names(task_env_id)[1]
+    states = dict(states)
+    relabel_dataset(name, gym.make(name), states)
+    return states["rewards"], states["masks"] == 0.0
+
+
+def ogbench_transition_rewards(task_env_id: str, rows: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Rewards and masks of an OGBench dataset's transitions from the state each one lands in (`next_qpos`,
+    `next_button_states`), as the environment rewards them online. (`ogbench.relabel_dataset` scores the state a
+    transition starts from instead, one step earlier.)"""
+    from wsrl.data.transitions import DataError
+    if "next_qpos" not in rows:
+        raise DataError(f"OGBench task {task_env_id}: the dataset has no 'qpos' to compute rewards from; use the "
+                        f"npz files OGBench ships (they store qpos, qvel and button_states) or a file with rewards")
+    needed = [k for k in ("qpos", "button_states") if f"next_{k}" in rows]
+    rewards, successes = ogbench_state_rewards(task_env_id, {k: rows[f"next_{k}"] for k in needed})
+    return rewards, 1.0 - successes.astype(np.float32)
+
+
 def franka_kitchen(tasks: tuple[str, ...], max_steps: int) -> gym.Env:
     env = _make("FrankaKitchen-v1", max_steps, tasks_to_complete=list(tasks))
     # D4RL's kitchen reward: the number of the task's sub-goals completed so far (0..4).

@@ -37,6 +37,7 @@ class Task:
     preset: str  # hyper-parameter family (config.PRESETS)
     datagen_recipe: str | None = None
     source_hint: str = ""
+    reward_fn: Callable | None = dataclasses.field(default=None, repr=False)  # rewards of OGBench npz files
 
     def make_env(self, seed: int):
         env = self.factory(self.max_episode_steps)
@@ -82,6 +83,7 @@ LOCOMOTION_REFS = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 
 ADROIT = {"pen": ("AdroitHandPen-v1", 100), "door": ("AdroitHandDoor-v1", 200),
           "relocate": ("AdroitHandRelocate-v1", 200)}
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+OGBENCH_NPZ = "OGBench's own .npz files load too (pass --dataset FILE.npz); rewards are computed from their qpos."
 D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly; nothing is downloaded."
 
 
@@ -93,20 +95,20 @@ def _tasks() -> list[Task]:
             for i in range(1, 6):
                 env_id = f"pointmaze-{maze}-{kind}-singletask-task{i}-v0"
                 tasks.append(Task(env_id, "pointmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                                  1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", "random",
-                                  "OGBench .npz datasets load too (pass --dataset FILE.npz)."))
+                                  1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", "random", OGBENCH_NPZ,
+                                  functools.partial(envs.ogbench_transition_rewards, env_id)))
         for i in range(1, 6):
             env_id = f"antmaze-{maze}-navigate-singletask-task{i}-v0"
             tasks.append(Task(env_id, "antmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
                               1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", None,
-                              "Make it with `wsrl datagen --recipe policy --checkpoint LOW_LEVEL_AGENT`, or pass an "
-                              "OGBench .npz with --dataset."))
-    for scene in ("cube-single-play", "scene-play", "puzzle-3x3-play"):
+                              "Make it with `wsrl datagen --recipe policy --checkpoint LOW_LEVEL_AGENT`, or "
+                              + OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
+    for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
         for i in range(1, 6):
             env_id = f"{scene}-singletask-task{i}-v0"
             tasks.append(Task(env_id, "manipulation", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                              500, RewardTransform(), None, "success", 0.0, 1.0, "kitchen", "random",
-                              "OGBench .npz datasets load too (pass --dataset FILE.npz)."))
+                              horizon, RewardTransform(), None, "success", 0.0, 1.0, "kitchen", "oracle",
+                              OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
     # The paper's D4RL tasks, on modern environments (D4RL antmaze -> OGBench's ant and mazes).
     for maze, ds in (("medium", "play"), ("medium", "diverse"), ("large", "play"), ("large", "diverse")):
         env_id = f"antmaze-{maze}-navigate-singletask-task1-v0"
