@@ -148,3 +148,60 @@ def test_ogbench_npz_of_a_singletask_task_gets_the_environments_rewards(tmp_path
     data = load_training_data(task, str(tmp_path / "puzzle-3x3-play-v0.npz"), 55, 5, 0.99)
     np.testing.assert_array_equal(data.rewards, arrays["rewards"])
     np.testing.assert_array_equal(data.next_observations, arrays["next_observations"])
+
+
+# ---- OGBench maze recipe ---------------------------------------------------------------------------------------
+
+def test_navigate_follows_the_oracle_sub_goals_to_the_goal():
+    """Stitch episodes head for a cell 4 steps away and stay: with the sub-goal direction as action they end there;
+    with random directions they do not."""
+    import gymnasium as gym
+    import ogbench.locomaze  # noqa: F401  (registers the mazes)
+
+    from wsrl.datagen import navigate
+    env = gym.make("pointmaze-large-v0", terminate_at_goal=False, max_episode_steps=201)
+    cells, rng = navigate.maze_cells(env.unwrapped.maze_map), np.random.default_rng(0)
+    assert (1, 1) in cells[1] and len(cells[1]) < len(cells[0])  # junctions are a subset of the free cells
+
+    def final_distance(controller):
+        navigate.run_episode(env, controller, "stitch", 0.5, 200, cells, rng, seed=int(rng.integers(1 << 30)))
+        u = env.unwrapped
+        return np.linalg.norm(u.get_xy() - u.cur_goal_xy)
+
+    def random_direction(state, direction, rng):
+        return rng.uniform(-1, 1, 2)
+
+    # Cells are 4 units wide; with N(0, 0.5) noise on a unit action the point jitters about 1 unit around the goal.
+    assert all(final_distance(navigate.point_controller) < 2.0 for _ in range(10))
+    assert np.mean([final_distance(random_direction) < 2.0 for _ in range(10)]) <= 0.2
+
+
+def test_point_maze_dataset_file_trains_its_task(tmp_path):
+    from wsrl.train.common import load_training_data
+    task = get_task("pointmaze-medium-navigate-singletask-task1-v0")
+    path = generate("navigate", task.name, tmp_path / "pm.hdf5", steps=2_500, seed=0, progress=False)
+    with h5py.File(path) as f:
+        assert f.attrs["command"].endswith("--recipe navigate --steps 2500 --seed 0 --noise 0.5")
+    data = load_training_data(task, str(path), 2, 2, 0.99)
+    assert len(data) == 2_500 and set(np.unique(data.rewards)) <= {-5.0, 5.0}  # the antmaze transform
+    assert np.abs(data.actions).max() <= 1.0
+    with pytest.raises(ConfigError, match="no --checkpoint|take no"):
+        generate("navigate", task.name, tmp_path / "x.hdf5", steps=10, progress=False,
+                 policy_fn=lambda obs, rng: np.zeros(2))
+
+
+def test_ant_maze_dataset_from_a_goal_direction_agent(tmp_path):
+    """The ant-maze recipe: an agent trained (here, briefly) on ant-xy-v0 walks the planner's directions."""
+    from wsrl.config import FinetuneConfig
+    from wsrl.train.online import finetune
+    run = finetune(FinetuneConfig(task="ant-xy-v0", method="sac-fast", steps=40, warmup_steps=20, eval_interval=40,
+                                  utd=1, num_critics=2, critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16),
+                                  batch_size=16, eval_episodes=1, diagnostic_samples=0, progress=False,
+                                  run_dir=str(tmp_path / "ant-xy")))
+    task = "antmaze-medium-navigate-singletask-task1-v0"
+    with pytest.raises(ConfigError, match="ant-xy-v0"):
+        generate("navigate", task, tmp_path / "x.hdf5", steps=10, progress=False)
+    path = generate("navigate", task, tmp_path / "ant.hdf5", steps=300, seed=1, progress=False,
+                    checkpoint=run / "checkpoint")
+    data = load_dataset(path)
+    assert len(data) == 300 and data.obs_dim == 29 and data.act_dim == 8

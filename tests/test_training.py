@@ -182,3 +182,26 @@ def test_existing_run_dir_is_not_overwritten(workspace):
         finetune(cfg)
     with pytest.raises(ConfigError, match="already holds a run"):
         finetune(cfg)
+
+
+def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, tmp_path):
+    """How locomotion `medium` and antmaze data are made: roll out a saved policy with noise, via the CLI."""
+    import shlex
+
+    import h5py
+
+    from wsrl import cli
+    from wsrl.data.loaders import load_dataset
+    ckpt = str(finetune(finetune_cfg(workspace, "sac-fast", "datagen-source")) / "checkpoint")
+    first = tmp_path / "first.hdf5"
+    assert cli.main(["datagen", "--task", TASK, "--recipe", "policy", "--checkpoint", ckpt, "--steps", "400",
+                     "--seed", "5", "--out", str(first), "--quiet"]) == 0
+    with h5py.File(first) as f:
+        command = f.attrs["command"]
+    assert f"--checkpoint {Path(ckpt).resolve()}" in command
+    again = tmp_path / "again.hdf5"
+    assert cli.main(shlex.split(command)[1:] + ["--out", str(again), "--quiet"]) == 0
+    a, b = load_dataset(first), load_dataset(again)
+    assert len(a) == 400 and np.array_equal(a.actions, b.actions) and np.array_equal(a.rewards, b.rewards)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        generate("policy", "hopper-random-local-v5", tmp_path / "x.hdf5", steps=10, checkpoint=ckpt, progress=False)

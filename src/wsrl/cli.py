@@ -102,31 +102,14 @@ def cmd_datagen(args) -> None:
     from wsrl.datagen import minari_id
     default = minari_id(args.task) if args.format == "minari" else get_task(args.task).dataset_path
     out = args.out or default
-    policy_kw = {}
-    if args.checkpoint:
-        policy_kw["policy_fn"] = checkpoint_policy(args.checkpoint)
+    recipe_kw = {}
     if args.oracle is not None:
         if args.recipe != "oracle":
             raise C.ConfigError(f"--oracle {args.oracle} goes with --recipe oracle, not --recipe {args.recipe}")
-        policy_kw["kind"] = args.oracle
+        recipe_kw["kind"] = args.oracle
     path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
-                    fmt=args.format, progress=not args.quiet, **policy_kw)
+                    fmt=args.format, progress=not args.quiet, checkpoint=args.checkpoint, **recipe_kw)
     print(f"dataset written: {path}")
-
-
-def checkpoint_policy(directory: str):
-    """A `policy_fn(obs, rng)` that samples the saved policy (for the `policy` datagen recipe)."""
-    import jax
-    import numpy as np
-
-    from wsrl import agents
-    from wsrl.io import checkpoint
-    agent, _ = checkpoint.load(directory)
-
-    def policy_fn(obs, rng):
-        key = jax.random.PRNGKey(int(rng.integers(2**31)))
-        return np.asarray(agents.sample_actions(agent, np.asarray(obs, np.float32)[None], key)[0])
-    return policy_fn
 
 
 def cmd_plot(args) -> None:
@@ -172,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datagen", help="generate a dataset locally (no download)")
     p.add_argument("--task", required=True, help="task id (see `wsrl tasks`)")
     p.add_argument("--recipe", required=True,
-                   help="maze-planner, random, policy (needs --checkpoint), oracle (OGBench manipulation)")
+                   help="maze-planner, random, policy (needs --checkpoint), oracle (OGBench manipulation), "
+                        "navigate (OGBench point / ant mazes; ants need --checkpoint of an ant-xy-v0 agent)")
     p.add_argument("--steps", type=int, default=1_000_000, help="environment steps (default: 1000000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--noise", type=float, default=None, help="action noise std (default: the recipe's)")
     p.add_argument("--format", default="hdf5", choices=("hdf5", "minari"), help="file format (default: hdf5)")
-    p.add_argument("--checkpoint", default=None, help="policy checkpoint for --recipe policy")
+    p.add_argument("--checkpoint", default=None, help="policy checkpoint for --recipe policy / navigate")
     p.add_argument("--oracle", default=None, choices=("play", "noisy"),
                    help="with --recipe oracle: OGBench's plan oracle (play, the default) or Markov oracle with "
                         "action noise (noisy)")

@@ -10,14 +10,15 @@ from typing import Callable
 
 import numpy as np
 
-from wsrl.datagen import oracle
+from wsrl.datagen import navigate, oracle
+from wsrl.datagen.labels import STATE_KEYS
 from wsrl.datagen.maze import MazePlanner
 from wsrl.errors import ConfigError
 from wsrl.io.provenance import provenance
 from wsrl.io.runlog import Progress
 from wsrl.tasks import Task, get_task
 
-RECIPES = ("maze-planner", "random", "policy", "oracle")
+RECIPES = ("maze-planner", "random", "policy", "oracle", "navigate")
 REFERENCE_EPISODES = 10
 
 
@@ -47,6 +48,21 @@ class NoisyPolicy:
         if self.noise > 0:
             action = action + self.noise * rng.standard_normal(action.shape).astype(np.float32)
         return np.clip(action, -1.0, 1.0)
+
+
+def checkpoint_policy(directory: str | Path, obs_dim: int, action_dim: int) -> Callable:
+    """A `policy_fn(obs, rng)` sampling the policy saved in a wsrl checkpoint (refused if its sizes do not fit)."""
+    import jax
+
+    from wsrl import agents
+    from wsrl.io import checkpoint
+    checkpoint.check_sizes(checkpoint.read_meta(directory), obs_dim, action_dim, str(directory))
+    agent, _ = checkpoint.load(directory)
+
+    def policy_fn(obs, rng):
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        return np.asarray(agents.sample_actions(agent, np.asarray(obs, np.float32)[None], key)[0])
+    return policy_fn
 
 
 def make_policy(recipe: str, task: Task, env, noise: float | None, policy_fn: Callable | None, **kwargs):
@@ -127,7 +143,7 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
             f.create_dataset(key, data=arrays[key], compression="gzip")
         if "success" in arrays:
             f.create_dataset("infos/success", data=arrays["success"])
-        for key in oracle.INFO_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
+        for key in STATE_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
             if key in arrays:
                 f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
         for key, value in metadata.items():
@@ -170,22 +186,34 @@ def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> 
 
 
 def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,
-             fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None, **recipe_kwargs) -> Path:
+             fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None,
+             checkpoint: str | Path | None = None, **recipe_kwargs) -> Path:
     """Generate `steps` transitions of `task` with `recipe`, write them to `out` (a file path for hdf5, a dataset
-    id under $MINARI_DATASETS_PATH for minari); deterministic for a seed."""
+    id under $MINARI_DATASETS_PATH for minari); deterministic for a seed. The `policy` recipe rolls out the
+    policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`."""
     if fmt not in ("hdf5", "minari"):
         raise ConfigError(f"unknown format {fmt!r}; choose hdf5 or minari")
     if steps <= 0:
         raise ConfigError(f"steps={steps} must be > 0")
-    if policy_fn is not None and recipe != "policy":
-        raise ConfigError(f"a policy (--checkpoint) goes with recipe 'policy', not {recipe!r}")
+    if (policy_fn is not None or checkpoint is not None) and recipe not in ("policy", "navigate"):
+        raise ConfigError(f"a policy (--checkpoint) goes with recipe 'policy' or 'navigate', not {recipe!r}")
+    if policy_fn is not None and checkpoint is not None:
+        raise ConfigError("pass a checkpoint or a policy_fn, not both")
     spec = get_task(task)
     env = spec.make_env(seed)
+    if checkpoint is not None:
+        policy_fn = checkpoint_policy(checkpoint, env.observation_space.shape[0], env.action_space.shape[0])
     if recipe == "oracle":
         if spec.family != "manipulation":
             raise ConfigError(f"recipe 'oracle' runs OGBench's manipulation oracles; task {task!r} is a "
                               f"{spec.family} task (use it with cube, scene or puzzle tasks)")
         arrays, noise = oracle.collect(spec.env_id, steps, seed, noise=noise, progress=progress, **recipe_kwargs)
+    elif recipe == "navigate":
+        if "singletask" not in spec.env_id:
+            raise ConfigError(f"recipe 'navigate' runs OGBench's maze recipe; task {task!r} is not an OGBench "
+                              f"point or ant maze (use pointmaze-* or antmaze-*-navigate-singletask-* tasks)")
+        arrays, noise = navigate.collect(spec.env_id, steps, seed, noise=noise, policy_fn=policy_fn,
+                                         progress=progress)
     else:
         policy, noise = make_policy(recipe, spec, env, noise, policy_fn, **recipe_kwargs)
         arrays = rollout(env, policy, steps, seed, progress)
@@ -193,7 +221,8 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
     random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
     command = f"wsrl datagen --task {task} --recipe {recipe} --steps {steps} --seed {seed}" + \
         (f" --noise {noise}" if noise is not None else "") + \
-        (f" --oracle {recipe_kwargs.get('kind', 'play')}" if recipe == "oracle" else "")
+        (f" --oracle {recipe_kwargs.get('kind', 'play')}" if recipe == "oracle" else "") + \
+        (f" --checkpoint {Path(checkpoint).resolve()}" if checkpoint is not None else "")
     metadata = {"generator": f"wsrl.datagen/{recipe}", "task": task, "seed": seed, "steps": steps,
                 "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],

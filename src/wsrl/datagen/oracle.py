@@ -20,11 +20,11 @@ import numpy as np
 
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import Progress
-from wsrl.tasks.envs import ogbench_env_names, ogbench_state_rewards
+from wsrl.datagen.labels import STATE_KEYS, episode_seed, join_and_label
+from wsrl.tasks.envs import ogbench_env_names
 
 KINDS = ("play", "noisy")
 EPISODE_STEPS = 1000
-INFO_KEYS = ("qpos", "qvel", "button_states")
 
 
 def make_oracles(collection_env_name: str, env, kind: str, noise: float) -> dict:
@@ -104,7 +104,7 @@ def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name
         rows["observations"].append(obs)
         rows["actions"].append(action)
         rows["next_observations"].append(next_obs)
-        for key in INFO_KEYS:  # the state the transition lands in
+        for key in STATE_KEYS:  # the state the transition lands in
             if key in info:
                 rows[key].append(info[key])
         obs = next_obs
@@ -127,8 +127,7 @@ def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: 
     with global_numpy_seed(seed):
         while done < steps:
             length = min(EPISODE_STEPS, steps - done)
-            episode = oracle_episode(env, oracles, kind, noise, length, name,
-                                     int(np.random.SeedSequence([seed, attempt, 0x0AC1]).generate_state(1)[0]))
+            episode = oracle_episode(env, oracles, kind, noise, length, name, episode_seed(seed, attempt, 0x0AC1))
             attempt += 1
             if not healthy(name, episode["qpos"]):
                 continue
@@ -136,10 +135,4 @@ def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: 
             done += length
             bar.update(done, "generating")
     bar.close(steps, "generating")
-    arrays = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
-    arrays["rewards"], arrays["success"] = ogbench_state_rewards(task_env_id, {k: arrays[k] for k in INFO_KEYS
-                                                                               if k in arrays})
-    arrays["terminals"] = arrays["success"].copy()
-    arrays["timeouts"] = np.zeros(steps, bool)
-    arrays["timeouts"][np.cumsum([len(e["actions"]) for e in episodes]) - 1] = True
-    return arrays, noise
+    return join_and_label(episodes, task_env_id), noise

@@ -103,6 +103,42 @@ def ogbench_transition_rewards(task_env_id: str, rows: dict) -> tuple[np.ndarray
     return rewards, 1.0 - successes.astype(np.float32)
 
 
+class GoalDirection(gym.Wrapper):
+    """OGBench's directional task for training the low-level agent of its ant mazes: a unit direction, redrawn
+    every `interval` steps, is appended to the observation; the reward is the step's x-y displacement along it."""
+
+    def __init__(self, env: gym.Env, interval: int = 100):
+        super().__init__(env)
+        self.interval, self.direction, self.steps = interval, np.zeros(2), 0
+        size = env.observation_space.shape[0] + 2
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+
+    def _draw(self) -> None:
+        d = self.np_random.standard_normal(2)
+        self.direction = d / np.linalg.norm(d)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._draw()
+        self.steps = 0
+        return np.concatenate([obs, self.direction]), info
+
+    def step(self, action):
+        before = self.unwrapped.data.qpos[:2].copy()
+        obs, _, terminated, truncated, info = self.env.step(action)
+        reward = float((self.unwrapped.data.qpos[:2] - before) @ self.direction)
+        self.steps += 1
+        if self.steps % self.interval == 0:
+            self._draw()
+        return np.concatenate([obs, self.direction]), reward, terminated, truncated, info
+
+
+def ant_goal_direction(max_steps: int) -> gym.Env:
+    import ogbench.online_locomotion  # noqa: F401  (registers online-ant-v0)
+    env = GoalDirection(gym.make("online-ant-v0", max_episode_steps=max_steps))
+    return TaskEnv(env, lambda r, info: r, lambda info, r: False, None)
+
+
 def franka_kitchen(tasks: tuple[str, ...], max_steps: int) -> gym.Env:
     env = _make("FrankaKitchen-v1", max_steps, tasks_to_complete=list(tasks))
     # D4RL's kitchen reward: the number of the task's sub-goals completed so far (0..4).

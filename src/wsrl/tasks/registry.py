@@ -95,14 +95,20 @@ def _tasks() -> list[Task]:
             for i in range(1, 6):
                 env_id = f"pointmaze-{maze}-{kind}-singletask-task{i}-v0"
                 tasks.append(Task(env_id, "pointmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                                  1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", "random", OGBENCH_NPZ,
+                                  1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", "navigate", OGBENCH_NPZ,
                                   functools.partial(envs.ogbench_transition_rewards, env_id)))
         for i in range(1, 6):
             env_id = f"antmaze-{maze}-navigate-singletask-task{i}-v0"
             tasks.append(Task(env_id, "antmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
                               1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", None,
-                              "Make it with `wsrl datagen --recipe policy --checkpoint LOW_LEVEL_AGENT`, or "
-                              + OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
+                              "Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 --method "
+                              f"sac-fast`), then `wsrl datagen --task {env_id} --recipe navigate --checkpoint "
+                              "RUN/checkpoint`. " + OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
+    # The goal-direction task OGBench trained its ants' low-level agent on; 100 = 1 m/s along the direction.
+    tasks.append(Task("ant-xy-v0", "locomotion", "online-ant-v0 + goal direction", envs.ant_goal_direction, 1000,
+                      IDENTITY, None, "normalized_return", 0.0, 100.0, "locomotion", None,
+                      "Online only: train with `wsrl finetune --task ant-xy-v0 --method sac-fast`; its checkpoint "
+                      "drives `wsrl datagen --recipe navigate` on the ant mazes."))
     for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
         for i in range(1, 6):
             env_id = f"{scene}-singletask-task{i}-v0"

@@ -1,0 +1,130 @@
+"""OGBench's own recipe for its point and ant maze data: the environment's oracle sub-goal (BFS over the maze
+cells) gives a direction, a low-level controller follows it, with Gaussian action noise.
+
+- point mazes: the action is the unit direction itself (no learning);
+- ant mazes: a goal-direction ("ant-xy") agent acts on the ant's state without its x-y position, plus the
+  direction; train one with `wsrl finetune --task ant-xy-v0 --method sac-fast` and pass its checkpoint.
+
+`navigate` episodes (1,000 steps) start in a random cell and head for a random junction cell, with a new one
+each time it is reached; `stitch` episodes (200 steps) head for a cell 4 steps away and stay there. Rewards are
+those of the singletask task at the state each transition lands in; `terminals` marks a transition that solves
+it while the trajectory goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from wsrl.datagen.maze import distances_to
+from wsrl.errors import ConfigError
+from wsrl.io.runlog import Progress
+from wsrl.datagen.labels import episode_seed, join_and_label
+from wsrl.tasks.envs import ogbench_env_names
+
+EPISODE_STEPS = {"navigate": 1000, "stitch": 200}
+STITCH_CELLS = 4
+DEFAULT_NOISE = {"point": 0.5, "ant": 0.2}
+
+
+def body_of(task_env_id: str) -> str:
+    body = task_env_id.split("-")[0].removesuffix("maze")
+    if body not in DEFAULT_NOISE:
+        raise ConfigError(f"recipe 'navigate' covers OGBench point and ant mazes, not {task_env_id!r}")
+    return body
+
+
+def maze_cells(maze_map: np.ndarray) -> tuple[list, list]:
+    """(every free cell, the free cells that are not the middle of a straight corridor)."""
+    free = [(i, j) for i in range(maze_map.shape[0]) for j in range(maze_map.shape[1]) if maze_map[i, j] == 0]
+
+    def corridor(i, j):
+        up_down = maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1 and \
+            maze_map[i, j + 1] == 1
+        left_right = maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0 and maze_map[i - 1, j] == 1 and \
+            maze_map[i + 1, j] == 1
+        return up_down or left_right
+    return free, [c for c in free if not corridor(*c)]
+
+
+def pick(cells: list, rng: np.random.Generator) -> tuple[int, int]:
+    return tuple(int(v) for v in cells[rng.integers(len(cells))])
+
+
+def episode_cells(kind: str, maze_map: np.ndarray, free: list, junctions: list, rng) -> tuple[tuple, tuple]:
+    start = pick(free, rng)
+    if kind == "navigate":
+        return start, pick(junctions, rng)
+    dist = distances_to((maze_map != 0).astype(int), start)
+    ring = [c for c in free if dist[c] == STITCH_CELLS]
+    return start, pick(ring, rng) if ring else start
+
+
+def subgoal_direction(env) -> np.ndarray:
+    u = env.unwrapped
+    xy = u.get_xy()
+    subgoal, _ = u.get_oracle_subgoal(xy, u.cur_goal_xy)
+    d = np.asarray(subgoal - xy, np.float64)
+    return d / (np.linalg.norm(d) + 1e-6)
+
+
+def run_episode(env, low_level: Callable, kind: str, noise: float, steps: int, cells, rng, seed: int) -> dict:
+    maze_map = env.unwrapped.maze_map
+    start, goal = episode_cells(kind, maze_map, *cells, rng)
+    obs, _ = env.reset(seed=seed, options={"task_info": {"init_ij": start, "goal_ij": goal}})
+    rows = {k: [] for k in ("observations", "actions", "next_observations", "qpos", "qvel")}
+    for _ in range(steps):
+        state = env.unwrapped.get_ob(ob_type="states")
+        action = np.asarray(low_level(state, subgoal_direction(env), rng), np.float64)
+        action = np.clip(action + noise * rng.standard_normal(action.shape), -1, 1)
+        next_obs, _, _, _, info = env.step(action)
+        if info["success"] and kind == "navigate":
+            env.unwrapped.set_goal(pick(cells[1], rng))
+        for key, value in (("observations", obs), ("actions", action), ("next_observations", next_obs),
+                           ("qpos", info["qpos"]), ("qvel", info["qvel"])):
+            rows[key].append(value)
+        obs = next_obs
+    return {k: np.asarray(v, np.float32) for k, v in rows.items()}
+
+
+def point_controller(state, direction, rng) -> np.ndarray:
+    return direction
+
+
+def ant_controller(policy_fn: Callable) -> Callable:
+    """The goal-direction agent sees the ant's state without its x-y position, then the direction."""
+    def act(state, direction, rng):
+        return policy_fn(np.concatenate([state[2:], direction]).astype(np.float32), rng)
+    return act
+
+
+def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None, policy_fn: Callable | None = None,
+            progress: bool = False) -> tuple[dict, float]:
+    """`steps` transitions for an OGBench point / ant maze singletask task -> (arrays in D4RL layout with the next
+    state's qpos / qvel, the noise used). Ant mazes need `policy_fn(obs, rng)`, a goal-direction agent."""
+    import ogbench.locomaze  # noqa: F401  (registers the environments)
+    body = body_of(task_env_id)
+    if body == "ant" and policy_fn is None:
+        raise ConfigError("ant mazes need a goal-direction agent: train one with `wsrl finetune --task ant-xy-v0 "
+                          "--method sac-fast` and pass --checkpoint RUN/checkpoint")
+    if body == "point" and policy_fn is not None:
+        raise ConfigError("point mazes follow the sub-goal direction directly; they take no --checkpoint")
+    low_level = point_controller if body == "point" else ant_controller(policy_fn)
+    noise = DEFAULT_NOISE[body] if noise is None else noise
+    kind = "stitch" if "-stitch-" in task_env_id else "navigate"
+    name = ogbench_env_names(task_env_id)[0]
+    env = gym.make(name, terminate_at_goal=False, max_episode_steps=EPISODE_STEPS[kind] + 1)
+    cells = maze_cells(env.unwrapped.maze_map)
+    rng = np.random.default_rng(seed)
+    episodes, done = [], 0
+    bar = Progress(steps, enabled=progress, label="datagen")
+    while done < steps:
+        length = min(EPISODE_STEPS[kind], steps - done)
+        episodes.append(run_episode(env, low_level, kind, noise, length, cells, rng,
+                                    episode_seed(seed, len(episodes), 0x0A7E)))
+        done += length
+        bar.update(done, "generating")
+    bar.close(steps, "generating")
+    return join_and_label(episodes, task_env_id), noise
