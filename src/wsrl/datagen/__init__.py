@@ -1,6 +1,7 @@
 """Local dataset generation (no download): scripted maze planner, uniform random actions, rollouts of a saved
-policy with action noise, OGBench's manipulation oracles. Written as D4RL-layout HDF5 with metadata (recipe, seed, versions, the command that
-repeats it) and the reference returns of a random policy and of the generating policy."""
+policy with action noise, OGBench's maze and manipulation recipes. Written as D4RL-layout HDF5 (or Minari) with
+metadata (recipe, seed, versions, the command that repeats it) and the reference returns of a random policy and
+of the generating policy."""
 
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         raise ConfigError("pass a checkpoint or a policy_fn, not both")
     spec = get_task(task)
     env = spec.make_env(seed)
-    if checkpoint is not None:
+    if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
         policy_fn = checkpoint_policy(checkpoint, env.observation_space.shape[0], env.action_space.shape[0])
     if recipe == "oracle":
         if spec.family != "manipulation":

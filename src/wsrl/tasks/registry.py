@@ -103,7 +103,8 @@ def _tasks() -> list[Task]:
                               1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", None,
                               "Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 --method "
                               f"sac-fast`), then `wsrl datagen --task {env_id} --recipe navigate --checkpoint "
-                              "RUN/checkpoint`. " + OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
+                              "RUN/checkpoint`. " + OGBENCH_NPZ,
+                              functools.partial(envs.ogbench_transition_rewards, env_id)))
     # The goal-direction task OGBench trained its ants' low-level agent on; 100 = 1 m/s along the direction.
     tasks.append(Task("ant-xy-v0", "locomotion", "online-ant-v0 + goal direction", envs.ant_goal_direction, 1000,
                       IDENTITY, None, "normalized_return", 0.0, 100.0, "locomotion", None,
