@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from wsrl.data.loaders import OGBENCH_STATE_KEYS as STATE_KEYS
 from wsrl.tasks.envs import ogbench_state_rewards
-
-STATE_KEYS = ("qpos", "qvel", "button_states")
 
 
 def join_and_label(episodes: list[dict], task_env_id: str) -> dict:

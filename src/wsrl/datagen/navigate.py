@@ -18,10 +18,10 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from wsrl.datagen.labels import episode_seed, join_and_label
 from wsrl.datagen.maze import distances_to
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import Progress
-from wsrl.datagen.labels import episode_seed, join_and_label
 from wsrl.tasks.envs import ogbench_env_names
 
 EPISODE_STEPS = {"navigate": 1000, "stitch": 200}

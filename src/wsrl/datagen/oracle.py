@@ -18,9 +18,9 @@ import contextlib
 import gymnasium as gym
 import numpy as np
 
+from wsrl.datagen.labels import STATE_KEYS, episode_seed, join_and_label
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import Progress
-from wsrl.datagen.labels import STATE_KEYS, episode_seed, join_and_label
 from wsrl.tasks.envs import ogbench_env_names
 
 KINDS = ("play", "noisy")
