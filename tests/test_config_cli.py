@@ -6,8 +6,8 @@ from wsrl import cli
 from wsrl import config as C
 
 
-def resolve(**kw):
-    return C.resolve_finetune(C.FinetuneConfig(**kw), C.PRESETS["antmaze"])
+def resolve(family="antmaze", horizon=1000, **kw):
+    return C.resolve_finetune(C.FinetuneConfig(**kw), C.PRESETS[family], horizon)
 
 
 def test_wsrl_defaults_are_the_papers():
@@ -16,8 +16,7 @@ def test_wsrl_defaults_are_the_papers():
     assert r.learner.num_critics == 10 and r.learner.critic_subsample == 2
     assert r.learner.critic_layer_norm and r.learner.actor_layer_norm
     assert r.learner.backup == "max_over_actions"  # antmaze; min of 2 elsewhere
-    assert C.resolve_finetune(C.FinetuneConfig(method="wsrl", checkpoint="c"), C.PRESETS["kitchen"]).learner.backup \
-        == "min"
+    assert resolve("kitchen", method="wsrl", checkpoint="c").learner.backup == "min"
 
 
 def test_baselines_resolve_to_their_definitions():
@@ -27,9 +26,90 @@ def test_baselines_resolve_to_their_definitions():
     assert so2.learner.target_noise_std == pytest.approx(0.3 ** 0.5) and so2.learner.target_noise_clip == 0.6
     assert resolve(method="jsrl", checkpoint="c").method.jsrl
     assert resolve(method="calql-ft", checkpoint="c").learner is None  # continues the checkpoint's learner
-    kitchen = C.resolve_finetune(C.FinetuneConfig(method="calql-ft", checkpoint="c", offline_fraction=None),
-                                 C.PRESETS["kitchen"])
-    assert kitchen.offline_fraction == 0.0
+    assert resolve("kitchen", method="calql-ft", checkpoint="c").offline_fraction == 0.0
+
+
+@pytest.mark.parametrize("method", ["sac-fast", "rlpd", "jsrl", "so2"])
+def test_online_baselines_use_the_authors_rlpd_antmaze_config(method):
+    """The authors' antmaze RLPD launch config: max-over-actions target backup, 1 random critic of 10."""
+    r = resolve(method=method, checkpoint="c")
+    assert (r.learner.backup, r.learner.critic_subsample, r.learner.num_critics) == ("max_over_actions", 1, 10)
+    kitchen = resolve("kitchen", method=method, checkpoint="c")
+    assert (kitchen.learner.backup, kitchen.learner.critic_subsample) == ("min", 2)
+
+
+def test_retention_takes_the_familys_share():
+    assert resolve("kitchen", method="calql-ft", checkpoint="c", retain=True).offline_fraction == 0.25
+    assert resolve("adroit", method="iql-ft", checkpoint="c", retain=True).offline_fraction == 0.5
+    with pytest.raises(C.ConfigError, match="either --retain or --offline-fraction"):
+        resolve(method="calql-ft", checkpoint="c", retain=True, offline_fraction=0.1)
+
+
+@pytest.mark.parametrize("kw, horizon, expected", [
+    ({"method": "wsrl", "checkpoint": "c", "warmup_source": "none"}, 1000, 4 * 256),  # one UTD batch of rows
+    ({"method": "jsrl", "checkpoint": "c"}, 1000, 1024),
+    ({"method": "rlpd"}, 1000, 512),  # half of each batch is offline
+    ({"method": "cql-ft", "checkpoint": "c"}, 1000, 256),
+    ({"method": "calql-ft", "checkpoint": "c"}, 1000, 1000),  # Cal-QL waits for a whole episode
+    ({"method": "calql-ft", "checkpoint": "c"}, 100, 256),
+    ({"method": "calql-ft", "checkpoint": "c", "update_after": 0}, 1000, 0),
+])
+def test_updates_start_after_the_authors_minimum(kw, horizon, expected):
+    assert resolve(horizon=horizon, **kw).update_after == expected
+
+
+def test_online_defaults_are_the_authors():
+    cfg = C.FinetuneConfig()
+    assert (cfg.steps, cfg.eval_interval, cfg.eval_episodes) == (500_000, 20_000, 20)
+
+
+def test_each_family_pretrains_with_its_algorithm():
+    assert [C.PRESETS[f].pretrain_algorithm for f in ("antmaze", "kitchen", "adroit", "locomotion")] == \
+        ["cal-ql", "cal-ql", "cal-ql", "cql"]
+    locomotion = C.learner_config_for_pretrain(C.PretrainConfig(), C.PRESETS["locomotion"])
+    assert locomotion.regularizer == "cql"
+
+
+def test_pretraining_an_ensemble_is_redq():
+    """10 critics: min over 2 random target critics and a conservative term on 2 (authors' --use_redq)."""
+    learner = C.learner_config_for_pretrain(C.PretrainConfig(), C.PRESETS["antmaze"])
+    assert (learner.num_critics, learner.critic_subsample, learner.backup) == (10, 2, "max_over_actions")
+    two = C.learner_config_for_pretrain(C.PretrainConfig(num_critics=2, critic_layer_norm=False),
+                                        C.PRESETS["antmaze"])
+    assert two.critic_subsample == 2 and not two.critic_layer_norm
+
+
+@pytest.mark.parametrize("method, algorithm, critics, layer_norm", [
+    ("wsrl", "cal-ql", 10, True), ("so2", "cal-ql", 10, True), ("jsrl", "cal-ql", 10, True),
+    ("calql-ft", "cal-ql", 2, False), ("cql-ft", "cql", 2, False), ("iql-ft", "iql", 2, False),
+])
+def test_run_pretrains_what_the_method_needs(method, algorithm, critics, layer_norm):
+    pre = C.pretrain_config_for(C.FinetuneConfig(task="antmaze-medium-play-v2", method=method))
+    learner = C.learner_config_for_pretrain(pre, C.PRESETS["antmaze"])
+    assert C.pretrain_algorithm(pre, C.PRESETS["antmaze"]) == algorithm
+    assert (learner.num_critics, learner.critic_layer_norm, learner.actor_layer_norm) == (critics, layer_norm,
+                                                                                        layer_norm)
+    wsrl_locomotion = C.pretrain_config_for(C.FinetuneConfig(task="hopper-medium-v2", method="wsrl"))
+    assert C.pretrain_algorithm(wsrl_locomotion, C.PRESETS["locomotion"]) == "cql"
+
+
+def test_iql_uses_the_authors_networks():
+    for family, dropout in (("kitchen", 0.1), ("adroit", 0.1), ("antmaze", 0.0), ("locomotion", 0.0)):
+        learner = C.learner_config_for_pretrain(C.PretrainConfig(algorithm="iql"), C.PRESETS[family])
+        assert learner.critic_hidden_dims == learner.actor_hidden_dims == (256, 256)
+        assert learner.actor_dropout == dropout
+
+
+def test_run_copies_every_common_option_to_pretraining():
+    """Every CommonConfig field, set to a non-default value, reaches the pre-training config."""
+    import dataclasses
+    values = {"task": "hopper-medium-v2", "seed": 7, "run_dir": "r", "dataset": "d.hdf5", "eval_interval": 123,
+              "eval_episodes": 3, "batch_size": 64, "save_interval": 77, "resume": True, "progress": False,
+              "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "actor_hidden_dims": (4,),
+              "subsample_with_replacement": True}
+    assert set(values) == {f.name for f in dataclasses.fields(C.CommonConfig)}, "a common option is untested"
+    pre = C.pretrain_config_for(C.FinetuneConfig(method="wsrl", **values))
+    assert {k: getattr(pre, k) for k in values} == values
 
 
 def test_ablation_options_override_the_method():

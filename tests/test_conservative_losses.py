@@ -1,4 +1,5 @@
-"""Conservative (CQL / Cal-QL) and IQL losses against a float64 NumPy re-computation on tiny networks (SPEC §2-§3).
+"""Conservative (CQL / Cal-QL) and IQL losses against a float64 NumPy re-computation on tiny networks
+(docs/methods.md).
 
 The SAC losses, TD targets, gradients and the fused UTD update are checked in `test_sac_losses.py`.
 """
@@ -62,7 +63,8 @@ def batch(seed=0):
 
 
 def agent(**kw):
-    config = sac.ActorCriticConfig(critic_hidden_dims=(4, 4), actor_hidden_dims=(4, 4), num_critics=3, **kw)
+    config = sac.ActorCriticConfig(**{"critic_hidden_dims": (4, 4), "actor_hidden_dims": (4, 4), "num_critics": 3,
+                                      **kw})
     a = sac.create(config, OBS, ACT, seed=0)
     # Perturb so that the tiny outputs are not all near zero.
     bump = lambda t: jax.tree_util.tree_map(lambda x: x + 0.3 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), t)
@@ -81,19 +83,20 @@ def policy_sample_np(a, obs, key, n=None):
 
 
 @pytest.mark.parametrize("importance_sample", [True, False])
-def test_cql_soft_max(importance_sample):
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_cql_soft_max(importance_sample, temperature):
     r = np.random.default_rng(2)
-    n = 4
+    n, t = 4, temperature
     q_rand, q_cur, q_next = (r.normal(size=(3, B, n)) for _ in range(3))
     lp_cur, lp_next, q_data = r.normal(size=(B, n)), r.normal(size=(B, n)), r.normal(size=(3, B))
     got = cql.cql_soft_max(*(jnp.asarray(x, jnp.float32) for x in (q_rand, q_cur, q_next, lp_cur, lp_next, q_data)),
-                           action_dim=ACT, importance_sample=importance_sample)
+                           action_dim=ACT, importance_sample=importance_sample, temperature=t)
     if importance_sample:
         cat = np.concatenate([q_rand - ACT * np.log(0.5), q_cur - lp_cur, q_next - lp_next], -1)
-        ref = np.log(np.exp(cat).sum(-1))
-    else:
+        ref = t * np.log(np.exp(cat / t).sum(-1))
+    else:  # the authors' cql.py: T * (lse(Q / T) - log(3n + 1))
         cat = np.concatenate([q_rand, q_data[..., None], q_cur, q_next], -1)
-        ref = np.log(np.exp(cat).sum(-1)) - np.log(3 * n + 1)
+        ref = t * (np.log(np.exp(cat / t).sum(-1)) - np.log(3 * n + 1))
     np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(cql.cql_penalty(got, jnp.asarray(q_data)), (ref - q_data).mean(-1), rtol=RTOL, atol=ATOL)
 
@@ -105,40 +108,83 @@ def test_calql_bound_and_rate():
     assert float(rate) == pytest.approx(0.5)
 
 
+def expected_conservative_loss(a, b, key, target, n, alpha, lagrange, regularizer):
+    """NumPy: TD on every critic; the CQL term (and Cal-QL bound) on the random subset the authors' `cql.py` draws
+    with --use_redq, here from `fold_in(key, 1)`. Returns (loss, bound rate)."""
+    c = a.config
+    k_rand, k_cur, k_next = jax.random.split(key, 3)
+    uniform = np.asarray(jax.random.uniform(k_rand, (B, n, ACT), minval=-1.0, maxval=1.0), np.float64)
+    cur, lp_cur = policy_sample_np(a, b["observations"], k_cur, n=n)
+    nxt, lp_next = policy_sample_np(a, b["next_observations"], k_next, n=n)
+    actions = np.concatenate([uniform, cur, nxt], 1)
+    obs = np.repeat(b["observations"][:, None], actions.shape[1], axis=1)
+    q_data = np.stack([np_q(a.critic.params, m, b["observations"], b["actions"]) for m in range(c.num_critics)])
+    td = np.mean((q_data - target) ** 2)
+    if c.critic_subsample == c.num_critics:
+        members = np.arange(c.num_critics)
+    else:
+        members = np.asarray(jax.random.choice(jax.random.fold_in(key, 1), c.num_critics, (c.critic_subsample,),
+                                               replace=False))
+    q = np.stack([np_q(a.critic.params, m, obs, actions) for m in members])  # (k, B, 3n)
+    q_rand, q_cur, q_next = q[..., :n], q[..., n:2 * n], q[..., 2 * n:]
+    rate = None
+    if regularizer == "calql":
+        mc = b["mc_returns"][None, :, None]
+        rate = ((q_cur < mc).sum() + (q_next < mc).sum()) / q.size  # raised values among all 3n samples
+        q_cur, q_next = np.maximum(q_cur, mc), np.maximum(q_next, mc)
+    cat = np.concatenate([q_rand - ACT * np.log(0.5), q_cur - lp_cur, q_next - lp_next], -1)
+    gap = (np.log(np.exp(cat).sum(-1)) - q_data[members]).mean(-1)
+    penalty = alpha * (gap - 0.8) if lagrange else alpha * gap
+    return td + penalty.mean(), rate
+
+
 @pytest.mark.parametrize("regularizer, lagrange", [("cql", False), ("calql", False), ("calql", True)])
-def test_full_conservative_critic_loss(regularizer, lagrange):
+@pytest.mark.parametrize("subsample", [3, 2])
+def test_full_conservative_critic_loss(regularizer, lagrange, subsample):
     a = agent(regularizer=regularizer, cql_lagrange=lagrange, cql_alpha=2.0, cql_num_actions=3,
-              cql_importance_sample=True)
+              cql_importance_sample=True, critic_subsample=subsample)
     b, key = batch(), jax.random.PRNGKey(11)
     target = np.random.default_rng(3).normal(size=B).astype(np.float32)
     loss, info = sac.critic_loss(a.critic.params, a, b, target, key)
-    # The data action, 3 uniform actions, 3 from pi(s), 3 from pi(s'), all scored at s: the learner's key split.
-    k_rand, k_cur, k_next = jax.random.split(key, 3)
-    uniform = np.asarray(jax.random.uniform(k_rand, (B, 3, ACT), minval=-1.0, maxval=1.0), np.float64)
-    cur, lp_cur = policy_sample_np(a, b["observations"], k_cur, n=3)
-    nxt, lp_next = policy_sample_np(a, b["next_observations"], k_next, n=3)
-    actions = np.concatenate([b["actions"][:, None].astype(np.float64), uniform, cur, nxt], 1)
-    obs = np.repeat(b["observations"][:, None], actions.shape[1], axis=1)
-    q = np.stack([np_q(a.critic.params, m, obs, actions) for m in range(3)])  # (3, B, 1 + 3n)
-    q_data, q_rand, q_cur, q_next = q[..., 0], q[..., 1:4], q[..., 4:7], q[..., 7:]
-    if regularizer == "calql":
-        mc = b["mc_returns"][None, :, None]
-        rate = 0.5 * ((q_cur < mc).mean() + (q_next < mc).mean())
-        q_cur, q_next = np.maximum(q_cur, mc), np.maximum(q_next, mc)
-        assert float(info["calql_bound_rate"]) == pytest.approx(rate)
-    cat = np.concatenate([q_rand - ACT * np.log(0.5), q_cur - lp_cur, q_next - lp_next], -1)
-    gap = (np.log(np.exp(cat).sum(-1)) - q_data).mean(-1)
     alpha = 1.0 if lagrange else 2.0  # the Lagrange multiplier starts at softplus(x) = 1
-    penalty = alpha * (gap - 0.8) if lagrange else alpha * gap
-    expected = np.mean((q_data - target) ** 2) + penalty.mean()
+    expected, rate = expected_conservative_loss(a, b, key, target, 3, alpha, lagrange, regularizer)
     assert float(loss) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    if rate is not None:
+        assert float(info["calql_bound_rate"]) == pytest.approx(rate)
 
 
-def test_lagrange_multiplier_rises_when_the_gap_exceeds_its_target():
-    a = agent(regularizer="cql", cql_lagrange=True, cql_target_gap=-100.0)
-    before = float(cql.lagrange_alpha(a.cql_multiplier.params["param"]))
-    a, _ = sac.critic_step(a, batch())
-    assert float(cql.lagrange_alpha(a.cql_multiplier.params["param"])) > before
+def test_redq_conservative_term_trains_only_its_subset():
+    """With 2 of 4 critics drawn, the other two get exactly the gradient of their TD term."""
+    a = agent(regularizer="calql", cql_alpha=5.0, cql_num_actions=3, num_critics=4, critic_subsample=2)
+    b, key = batch(), jax.random.PRNGKey(5)
+    target = jnp.asarray(np.random.default_rng(3).normal(size=B), jnp.float32)
+    members = set(np.asarray(jax.random.choice(jax.random.fold_in(key, 1), 4, (2,), replace=False)).tolist())
+    grads, _ = jax.grad(sac.critic_loss, has_aux=True)(a.critic.params, a, b, target, key)
+
+    def td_only(params):
+        return jnp.mean((sac.q_values(a, params, b["observations"], b["actions"]) - target) ** 2)
+
+    td_grads = jax.grad(td_only)(a.critic.params)
+    for m in range(4):
+        same = all(np.allclose(g[m], t[m], atol=1e-7) for g, t in zip(jax.tree_util.tree_leaves(grads),
+                                                                       jax.tree_util.tree_leaves(td_grads)))
+        assert same == (m not in members), f"member {m}"
+
+
+def test_lagrange_multiplier_steps_once_per_update_on_the_batch_gap():
+    """UTD 2: one Adam step of the multiplier per update (Adam's first step moves the parameter by the learning
+    rate), driven by the mean of the two minibatches' gaps."""
+    a = agent(regularizer="cql", cql_lagrange=True, cql_target_gap=-100.0, critic_subsample=3)
+    b1, b2 = batch(0), batch(1)
+    stacked = {k: np.stack([b1[k], b2[k]]) for k in b1}
+    before = float(a.cql_multiplier.params["param"])
+    new, info = sac.update(a, stacked)
+    assert float(new.cql_multiplier.params["param"]) - before == pytest.approx(a.config.cql_alpha_lr, rel=1e-3)
+    one, info1 = sac.critic_step(a, b1)
+    _, info2 = sac.critic_step(one, b2)
+    assert float(info["cql_gap"]) == pytest.approx(0.5 * (float(info1["cql_gap"]) + float(info2["cql_gap"])),
+                                                   rel=1e-5)
+    assert float(cql.lagrange_alpha(new.cql_multiplier.params["param"])) > 1.0  # the gap exceeds its target
 
 
 def test_iql_losses():

@@ -103,7 +103,8 @@ def test_oracle_picks_up_and_moves_the_cube(kind):
 
 
 def test_oracle_rewards_are_what_the_environment_returns_online():
-    """Every reward level seen in puzzle play data equals the singletask environment's own reward at that state."""
+    """Every reward level seen in puzzle play data equals the singletask environment's own reward for that row's
+    step: the environment scores the state the step starts from."""
     from wsrl.datagen import oracle
     task = get_task("puzzle-3x3-play-singletask-task1-v0")
     arrays, _ = oracle.collect(task.env_id, 1_000, seed=0)
@@ -113,8 +114,8 @@ def test_oracle_rewards_are_what_the_environment_returns_online():
     for level in levels:
         i = int(np.flatnonzero(arrays["rewards"] == level)[0])
         env.reset(seed=0)
-        env.unwrapped.set_state(arrays["qpos"][i], arrays["qvel"][i], arrays["button_states"][i])
-        _, reward, _, _, _ = env.step(np.zeros(5, np.float32))  # a still arm does not press a button
+        env.unwrapped.set_state(arrays["prev_qpos"][i], arrays["prev_qvel"][i], arrays["prev_button_states"][i])
+        _, reward, _, _, _ = env.step(arrays["actions"][i])
         assert reward == level
 
 
@@ -134,17 +135,16 @@ def test_oracle_dataset_file_repeats_for_a_seed(tmp_path):
 
 def test_ogbench_npz_of_a_singletask_task_gets_the_environments_rewards(tmp_path):
     """An OGBench-format file (reward-free, one extra observation per trajectory, the simulator state of each
-    observation) loads with the rewards the environment gives for each transition."""
+    observation) loads with the rewards the environment gives for each transition, the recipe's labels."""
     from wsrl.datagen import oracle
     from wsrl.train.common import load_training_data
     task = get_task("puzzle-3x3-play-singletask-task1-v0")
     arrays, _ = oracle.collect(task.env_id, 300, seed=1)
-    first = {k: arrays[k][:1] for k in ("qpos", "qvel", "button_states")}  # the reset state's row: never a next
+    states = {k: np.concatenate([arrays[f"prev_{k}"], arrays[k][-1:]]) for k in ("qpos", "qvel", "button_states")}
     np.savez_compressed(tmp_path / "puzzle-3x3-play-v0.npz",
                         observations=np.concatenate([arrays["observations"], arrays["next_observations"][-1:]]),
                         actions=np.concatenate([arrays["actions"], np.zeros((1, 5), np.float32)]),
-                        terminals=np.float32([0] * 300 + [1]),
-                        **{k: np.concatenate([v, arrays[k]]) for k, v in first.items()})
+                        terminals=np.float32([0] * 300 + [1]), **states)
     data = load_training_data(task, str(tmp_path / "puzzle-3x3-play-v0.npz"), 55, 5, 0.99)
     np.testing.assert_array_equal(data.rewards, arrays["rewards"])
     np.testing.assert_array_equal(data.next_observations, arrays["next_observations"])

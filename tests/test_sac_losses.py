@@ -23,7 +23,7 @@ OBS, ACT, B, N = 3, 2, 5, 3
 HID = (4, 4)
 RTOL, ATOL = 1e-4, 1e-5
 GAMMA = 0.99
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LOG_STD_MIN, LOG_STD_MAX = np.log(1e-5), np.log(10.0)  # the std clip of the authors' Policy
 MASKS = np.array([1.0, 0.0, 1.0, 1.0, 0.0], np.float32)
 
 

@@ -12,7 +12,7 @@ def test_every_task_resolves_with_a_preset_and_a_way_to_get_data():
     from wsrl.config import PRESETS
     assert len(TASKS) > 60
     for task in list_tasks():
-        assert task.preset in PRESETS and task.metric in ("success", "normalized_return")
+        assert task.preset in PRESETS and task.metric in ("success", "final_reward", "normalized_return")
         assert str(task.dataset_path).endswith(f"{task.name}.hdf5") and task.dataset_hint
     for name in ("antmaze-large-diverse-v2", "kitchen-partial-v0", "relocate-binary-v0", "hopper-medium-v2",
                  "pointmaze-umaze-v0", "cube-single-play-singletask-task1-v0"):
@@ -63,4 +63,7 @@ def test_normalized_scores():
     assert normalized_score(get_task("pointmaze-umaze-v0"), [0, 1], [False, True]) == 50.0
     hopper = get_task("hopper-medium-v2")  # D4RL refs -20.272305 / 3234.3
     assert normalized_score(hopper, [1607.0138], [False]) == pytest.approx(50.0, abs=1e-3)
-    assert normalized_score(get_task("kitchen-mixed-v0"), [2.0, 3.0], [False, False]) == pytest.approx(62.5)
+    kitchen = get_task("kitchen-mixed-v0")  # the sub-tasks done at the end of each episode, not the return
+    assert normalized_score(kitchen, [400.0, 650.0], [False, False], [2.0, 3.0]) == pytest.approx(62.5)
+    with pytest.raises(ValueError, match="final_rewards"):
+        normalized_score(kitchen, [400.0, 650.0], [False, False])

@@ -36,8 +36,9 @@ def workspace(tmp_path_factory):
 def finetune_cfg(workspace, method, name, **kw):
     root, dataset, ckpts = workspace
     ckpt = ckpts[{"calql-ft": "cal-ql", "cql-ft": "cql", "iql-ft": "iql"}.get(method, "cal-ql")]
-    base = dict(task=TASK, method=method, steps=60, warmup_steps=20, eval_interval=30, utd=2, num_critics=4,
-                dataset=dataset, diagnostic_samples=50, run_dir=str(root / name),
+    # update_after: learn from the end of the 20-step warmup (the default waits for a whole UTD batch of rows)
+    base = dict(task=TASK, method=method, steps=60, warmup_steps=20, update_after=20, eval_interval=30, utd=2,
+                num_critics=4, dataset=dataset, diagnostic_samples=50, run_dir=str(root / name),
                 checkpoint=None if method in ("sac-fast", "rlpd") else ckpt, **SMALL)
     return FinetuneConfig(**{**base, **kw})
 
@@ -169,6 +170,75 @@ def test_bad_input_stops_before_writing(workspace, kw, error, message):
     with pytest.raises(error, match=message):
         finetune(cfg)
     assert not Path(cfg.run_dir).exists()
+
+
+def recorded_batches(monkeypatch):
+    seen = []
+    real_update = agents.update
+
+    def recording_update(agent, batch, update_actor=True):
+        seen.append({k: np.asarray(v).copy() for k, v in batch.items()})
+        return real_update(agent, batch, update_actor=update_actor)
+
+    monkeypatch.setattr(online.agents, "update", recording_update)
+    return seen
+
+
+@pytest.mark.parametrize("method, kw, first_update", [
+    ("jsrl", {}, 65),  # no warmup: wait for one UTD batch of rows, 2 x 32 (the authors' min_steps_to_update)
+    ("wsrl", {"warmup_source": "none"}, 65),
+    ("wsrl", {"warmup_steps": 80}, 81),  # the warmup is longer than a batch
+    ("calql-ft", {"utd": 1}, 301),  # Cal-QL waits for a whole 300-step episode
+])
+def test_updates_start_when_the_authors_start_them(workspace, monkeypatch, method, kw, first_update):
+    seen = recorded_batches(monkeypatch)
+    cfg = finetune_cfg(workspace, method, f"start-{method}-{first_update}", steps=320, eval_interval=320,
+                       diagnostic_samples=0, **kw)
+    finetune(FinetuneConfig(**{**cfg.__dict__, "update_after": None}))
+    assert len(seen) == 320 - first_update + 1
+
+
+def test_online_monte_carlo_returns_use_the_runs_discount(workspace, monkeypatch):
+    """Before any episode ends, Cal-QL's provisional returns of an all-failure episode are r_neg / (1 - gamma)
+    with the run's gamma (0.9 here): -5 / 0.1."""
+    root, dataset, _ = workspace
+    pre = pretrain(PretrainConfig(task=TASK, algorithm="cal-ql", steps=5, eval_interval=5, num_critics=2,
+                                  discount=0.9, run_dir=str(root / "cal-ql-0.9"), dataset=dataset, **SMALL))
+    seen = recorded_batches(monkeypatch)
+    cfg = finetune_cfg(workspace, "calql-ft", "mc-discount", steps=40, eval_interval=40, discount=0.9,
+                       checkpoint=str(pre / "checkpoint"), update_after=10, num_critics=2, diagnostic_samples=0)
+    finetune(cfg)
+    rewards = np.concatenate([b["rewards"].ravel() for b in seen])
+    assert seen and np.all(rewards == -5.0)  # no success in 40 steps from the fixed start
+    assert np.allclose(np.concatenate([b["mc_returns"].ravel() for b in seen]), -50.0)
+
+
+def test_run_gives_every_common_option_to_both_stages(workspace):
+    """`run` pre-trains what the method needs (calql-ft: the authors' 2 critics without LayerNorm) with every
+    common option, then fine-tunes with the same options."""
+    from wsrl.api import run
+    root, dataset, _ = workspace
+    cfg = FinetuneConfig(task=TASK, method="calql-ft", steps=40, eval_interval=40, dataset=dataset, discount=0.9,
+                         init_temperature=0.3, seed=3, run_dir=str(root / "run-calql"), update_after=10,
+                         diagnostic_samples=0, **SMALL)
+    pre_dir, ft_dir = run(cfg, pretrain_steps=10)
+    pre, ft = (json.loads((d / "config.json").read_text()) for d in (pre_dir, ft_dir))
+    for name in ("discount", "init_temperature", "seed", "batch_size", "critic_hidden_dims", "eval_episodes"):
+        assert pre[name] == ft[name] == json.loads(json.dumps(getattr(cfg, name))), name
+    assert pre["learner"]["num_critics"] == 2 and not pre["learner"]["critic_layer_norm"]
+    assert pre["learner"]["discount"] == 0.9 and pre["learner"]["init_temperature"] == 0.3
+    meta = json.loads((pre_dir / "checkpoint" / "checkpoint.json").read_text())
+    assert meta["algorithm"] == "cal-ql" and meta["config"]["regularizer"] == "calql"
+
+
+def test_run_refuses_a_pretraining_fine_tuning_cannot_use_before_training(workspace):
+    from wsrl.api import run
+    root, dataset, _ = workspace
+    cfg = FinetuneConfig(task=TASK, method="wsrl", steps=40, dataset=dataset, run_dir=str(root / "run-bad"),
+                         **SMALL)
+    with pytest.raises(ConfigError, match="IQL policy"):
+        run(cfg, algorithm="iql", pretrain_steps=10)
+    assert not (root / "run-bad").exists()
 
 
 def test_unknown_task_suggests_the_closest():

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from wsrl.config import CHECKPOINT_ALGORITHM, ConfigError, FinetuneConfig, METHOD_TABLE, PretrainConfig, choose, \
-    METHODS
+from wsrl.config import (PRESETS, ConfigError, FinetuneConfig, PretrainConfig, learner_config_for_pretrain,
+                         needs_pretraining, pretrain_algorithm, pretrain_config_for, resolve_finetune,
+                         validate_pretrain)
+from wsrl.io.checkpoint import architecture_problems
+from wsrl.tasks import get_task
 from wsrl.train.common import STATE_DIR, default_run_dir
 from wsrl.train.offline import CHECKPOINT_DIR, pretrain
 from wsrl.train.online import finetune
@@ -19,33 +22,35 @@ from wsrl.train.online import finetune
 __all__ = ["pretrain", "finetune", "run", "PretrainConfig", "FinetuneConfig"]
 
 
-def needs_pretraining(cfg: FinetuneConfig) -> bool:
-    method = METHOD_TABLE[choose("method", cfg.method, METHODS)]
-    init = cfg.init or method.init
-    source = cfg.warmup_source or method.warmup_source
-    return init != "none" or source == "policy"
+def check_stages_fit(cfg: FinetuneConfig, pre: PretrainConfig) -> None:
+    """Before any pre-training: the checkpoint `pre` will produce must be one fine-tuning `cfg` accepts."""
+    task = get_task(cfg.task)
+    preset = PRESETS[task.preset]
+    validate_pretrain(pre)
+    resolved = resolve_finetune(dataclasses.replace(cfg, checkpoint="<pre-training>"), preset,
+                                task.max_episode_steps)
+    if resolved.learner is None or resolved.init == "none":
+        return
+    problems = architecture_problems(learner_config_for_pretrain(pre, preset), resolved.learner, resolved.init)
+    if problems:
+        raise ConfigError(f"method {cfg.method!r} cannot start from the {pretrain_algorithm(pre, preset)} "
+                          f"pre-training these options give:\n  - " + "\n  - ".join(problems))
 
 
 def run(cfg: FinetuneConfig, algorithm: str | None = None, pretrain_steps: int | None = None) -> tuple[Path | None, Path]:
-    """Pre-train (unless the method starts from scratch or a finished checkpoint is already there), then
-    fine-tune. Runs go to <run_dir>/pretrain and <run_dir>/finetune; `cfg.resume` continues either."""
-    expected = CHECKPOINT_ALGORITHM.get(cfg.method)
-    if expected and algorithm not in (None, expected):
-        raise ConfigError(f"method {cfg.method!r} continues {expected} training; drop --algorithm {algorithm}")
-    algorithm = algorithm or expected or "cal-ql"
-    base = default_run_dir(cfg, f"{algorithm}+{cfg.method}")
-    pretrain_dir = None
+    """Pre-train what the method starts from (unless it starts from scratch or a finished checkpoint is already
+    there), then fine-tune. Runs go to <run_dir>/pretrain and <run_dir>/finetune; `cfg.resume` continues
+    either. Every common option (discount, sizes, temperature, ...) reaches both stages."""
+    pretrain_dir, pre = None, None
     if needs_pretraining(cfg):
+        pre = pretrain_config_for(cfg, algorithm, pretrain_steps)
+        check_stages_fit(cfg, pre)
+    label = pretrain_algorithm(pre, PRESETS[get_task(cfg.task).preset]) if pre else "scratch"
+    base = default_run_dir(cfg, f"{label}+{cfg.method}")
+    if pre is not None:
         pretrain_dir = base / "pretrain"
         if not (pretrain_dir / CHECKPOINT_DIR / "checkpoint.json").exists():
-            layer_norm = True if cfg.layer_norm is None else cfg.layer_norm
-            pretrain(PretrainConfig(
-                task=cfg.task, seed=cfg.seed, run_dir=str(pretrain_dir), dataset=cfg.dataset,
-                eval_interval=cfg.eval_interval, eval_episodes=cfg.eval_episodes, batch_size=cfg.batch_size,
-                save_interval=cfg.save_interval, resume=(pretrain_dir / STATE_DIR).exists(), progress=cfg.progress,
-                critic_hidden_dims=cfg.critic_hidden_dims, actor_hidden_dims=cfg.actor_hidden_dims,
-                algorithm=algorithm, steps=pretrain_steps, num_critics=cfg.num_critics or 10,
-                critic_layer_norm=layer_norm, actor_layer_norm=layer_norm))
+            pretrain(dataclasses.replace(pre, run_dir=str(pretrain_dir), resume=(pretrain_dir / STATE_DIR).exists()))
     finetune_dir = base / "finetune"
     finetune(dataclasses.replace(
         cfg, run_dir=str(finetune_dir), resume=(finetune_dir / STATE_DIR / "loop.json").exists(),

@@ -52,7 +52,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None
         metavar = {bool: "BOOL", tuple: "N,N"}.get(kind, f.name.upper())
         flag = {"nargs": "?", "const": True} if kind is bool else {}  # `--resume` alone means true
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=converter, default=default,
-                            metavar=metavar, help=f"{f.metadata.get('help', '')} (default: {shown})", **flag)
+                            metavar=metavar, help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),
+                            **flag)
 
 
 def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
@@ -181,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="pre-train then fine-tune, in <run-dir>/pretrain and <run-dir>/finetune")
     add_dataclass_options(p, C.FinetuneConfig, skip=("checkpoint",))
     p.add_argument("--algorithm", default=None,
-                   help="offline algorithm: cal-ql, cql, iql (default: the method's, else cal-ql)")
+                   help="offline algorithm: cal-ql, cql, iql (default: the one the method continues, else the "
+                        "family's: cal-ql, or cql on locomotion)")
     p.add_argument("--pretrain-steps", type=int, default=None, help="offline steps (default: family preset)")
     p.set_defaults(func=cmd_run)
 

@@ -1,4 +1,4 @@
-"""Run configurations, the paper's per-family presets (SPEC §4) and the fine-tuning methods (SPEC §5).
+"""Run configurations, the paper's per-family presets and the fine-tuning methods (docs/methods.md).
 
 A user-facing config (`PretrainConfig`, `FinetuneConfig`) holds what can be typed on the command line; `None`
 means "the preset's / method's value". `resolve_*` turns it into the learner config actually trained, which is
@@ -8,6 +8,7 @@ saved next to every run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,30 +29,51 @@ def choose(name: str, value: str, choices) -> str:
 
 @dataclass(frozen=True)
 class Preset:
-    """The paper's hyper-parameters for one task family (authors' configs, SPEC §4)."""
+    """The paper's hyper-parameters for one task family (the authors' `train_config.py` and launch scripts)."""
 
     critic_hidden_dims: tuple[int, ...]
     actor_hidden_dims: tuple[int, ...]
     state_dependent_std: bool
+    final_init_scale: float | None  # authors' kernel_scale_final on the last hidden layer
+    pretrain_algorithm: str  # the offline algorithm WSRL starts from (locomotion: CQL, no returns-to-go)
     pretrain_steps: int
     cql_alpha: float
     cql_lagrange: bool
     cql_importance_sample: bool
-    wsrl_backup: str  # TD backup of the online SAC learner
-    rlpd_critic_subsample: int  # RLPD / SAC-fast use 1 of 10 on antmaze (more optimism), 2 elsewhere
+    online_backup: str  # TD backup of the online SAC learners (WSRL, SAC-fast, RLPD, JSRL, SO2)
+    rlpd_critic_subsample: int  # RLPD, SAC-fast, JSRL, SO2 use 1 of 10 on antmaze (more optimism), 2 elsewhere
+    iql_hidden_dims: tuple[int, ...]
     iql_expectile: float
     iql_beta: float
-    retention_fraction: float  # offline share of each batch when a baseline retains the data
-    max_episode_steps: int
+    iql_actor_dropout: float
+    retention_fraction: float  # offline share of each batch when a baseline retains the data (paper App. I)
 
 
 PRESETS: dict[str, Preset] = {
-    "antmaze": Preset((256, 256, 256, 256), (256, 256), False, 1_000_000, 5.0, True, True, "max_over_actions", 1,
-                      0.9, 10.0, 0.5, 1000),
-    "kitchen": Preset((512, 512, 512), (512, 512, 512), True, 250_000, 5.0, False, False, "min", 2, 0.7, 0.5, 0.25,
-                      280),
-    "adroit": Preset((512, 512, 512), (512, 512), True, 20_000, 1.0, False, True, "min", 2, 0.7, 0.5, 0.5, 200),
-    "locomotion": Preset((256, 256), (256, 256), True, 250_000, 5.0, False, True, "min", 2, 0.7, 3.0, 0.5, 1000),
+    "antmaze": Preset(
+        critic_hidden_dims=(256, 256, 256, 256), actor_hidden_dims=(256, 256), state_dependent_std=False,
+        final_init_scale=1e-2, pretrain_algorithm="cal-ql", pretrain_steps=1_000_000, cql_alpha=5.0,
+        cql_lagrange=True, cql_importance_sample=True, online_backup="max_over_actions", rlpd_critic_subsample=1,
+        iql_hidden_dims=(256, 256), iql_expectile=0.9, iql_beta=10.0, iql_actor_dropout=0.0,
+        retention_fraction=0.5),
+    "kitchen": Preset(
+        critic_hidden_dims=(512, 512, 512), actor_hidden_dims=(512, 512, 512), state_dependent_std=True,
+        final_init_scale=None, pretrain_algorithm="cal-ql", pretrain_steps=250_000, cql_alpha=5.0,
+        cql_lagrange=False, cql_importance_sample=False, online_backup="min", rlpd_critic_subsample=2,
+        iql_hidden_dims=(256, 256), iql_expectile=0.7, iql_beta=0.5, iql_actor_dropout=0.1,
+        retention_fraction=0.25),
+    "adroit": Preset(
+        critic_hidden_dims=(512, 512, 512), actor_hidden_dims=(512, 512), state_dependent_std=True,
+        final_init_scale=1e-2, pretrain_algorithm="cal-ql", pretrain_steps=20_000, cql_alpha=1.0,
+        cql_lagrange=False, cql_importance_sample=True, online_backup="min", rlpd_critic_subsample=2,
+        iql_hidden_dims=(256, 256), iql_expectile=0.7, iql_beta=0.5, iql_actor_dropout=0.1,
+        retention_fraction=0.5),
+    "locomotion": Preset(
+        critic_hidden_dims=(256, 256), actor_hidden_dims=(256, 256), state_dependent_std=True,
+        final_init_scale=1e-2, pretrain_algorithm="cql", pretrain_steps=250_000, cql_alpha=5.0,
+        cql_lagrange=False, cql_importance_sample=True, online_backup="min", rlpd_critic_subsample=2,
+        iql_hidden_dims=(256, 256), iql_expectile=0.7, iql_beta=3.0, iql_actor_dropout=0.0,
+        retention_fraction=0.5),
 }
 
 
@@ -65,7 +87,7 @@ class CommonConfig:
     seed: int = _help("random seed", default=0)
     run_dir: str | None = _help("run directory (default: runs/<task>/<method>/seed<seed>)", default=None)
     dataset: str | None = _help("dataset file or Minari id (default: the task's dataset path)", default=None)
-    eval_interval: int = _help("steps between evaluations", default=5_000)
+    eval_interval: int = _help("steps between evaluations (the paper's: 20k)", default=20_000)
     eval_episodes: int = _help("episodes per evaluation (deterministic policy)", default=20)
     batch_size: int = _help("minibatch size", default=256)
     save_interval: int = _help("steps between resumable snapshots", default=10_000)
@@ -76,13 +98,19 @@ class CommonConfig:
     init_temperature: float = _help("initial SAC temperature alpha of a new learner (a loaded policy keeps its "
                                     "own)", default=1.0)
     actor_hidden_dims: tuple[int, ...] | None = _help("actor hidden sizes (default: family preset)", default=None)
+    subsample_with_replacement: bool = _help("draw the random critic subsets with replacement (the authors' "
+                                             "code) instead of without (REDQ)", default=False)
 
 
 @dataclass
 class PretrainConfig(CommonConfig):
-    algorithm: str = _help("offline algorithm: cal-ql, cql or iql", default="cal-ql")
+    algorithm: str | None = _help("offline algorithm: cal-ql, cql or iql (default: the family's; locomotion "
+                                  "has no returns-to-go and uses cql)", default=None)
     steps: int | None = _help("gradient steps (default: family preset)", default=None)
     num_critics: int = _help("Q-ensemble size; 10 so that WSRL can load the whole ensemble", default=10)
+    critic_subsample: int | None = _help("CQL / Cal-QL: critics in the TD target's min and in the conservative "
+                                         "term, each a random subset (default: 2, the authors' --use_redq; all "
+                                         "of 2)", default=None)
     critic_layer_norm: bool = _help("LayerNorm in the critic (WSRL fine-tuning expects it)", default=True)
     actor_layer_norm: bool = _help("LayerNorm in the actor (WSRL fine-tuning expects it)", default=True)
     cql_alpha: float | None = _help("CQL regulariser weight (default: family preset)", default=None)
@@ -94,12 +122,17 @@ class FinetuneConfig(CommonConfig):
     label: str | None = _help("name of this variant in run directories, plots and tables (default: the method)",
                               default=None)
     checkpoint: str | None = _help("pre-trained checkpoint directory (methods that start from one)", default=None)
-    steps: int = _help("online environment steps", default=100_000)
+    steps: int = _help("online environment steps (the authors' default: 500k)", default=500_000)
     warmup_steps: int | None = _help("warmup length K (default: method's; 5000 for wsrl)", default=None)
     warmup_source: str | None = _help("warmup data: policy (frozen pre-trained), uniform, dataset, none",
                                       default=None)
     offline_fraction: float | None = _help("share of each batch drawn from the offline data (0 = no retention)",
                                            default=None)
+    retain: bool = _help("keep the offline data: each batch draws the family's retention share (paper App. I: "
+                         "25% on kitchen, 50% elsewhere)", default=False)
+    update_after: int | None = _help("no update until the replay buffer holds more than this many transitions "
+                                     "(default, the authors' rule: one batch of online rows, utd x batch_size x "
+                                     "online share, and a whole episode for Cal-QL)", default=None)
     init: str | None = _help("initialise from the checkpoint: both, policy, critic, none", default=None)
     freeze_policy_steps: int = _help("steps after warmup with no actor update", default=0)
     utd: int | None = _help("critic updates per environment step (default: method's)", default=None)
@@ -116,51 +149,101 @@ class FinetuneConfig(CommonConfig):
 
 @dataclass(frozen=True)
 class Method:
-    """How a fine-tuning method starts, collects and learns (SPEC §5)."""
+    """How a fine-tuning method starts, collects and learns (docs/methods.md)."""
 
     learner: str  # "sac" (fast online SAC) or "checkpoint" (continue the pre-training algorithm)
     init: str
     warmup_steps: int
     warmup_source: str
-    offline_fraction: float | str  # "retention" -> the family's retention fraction
+    offline_fraction: float
     utd: int
+    # "wsrl": min of 2 of the ensemble in the target; "rlpd": the family's RLPD subset (1 of 10 on antmaze).
+    critic_subsample: str = "rlpd"
+    algorithm: str | None = None  # the offline algorithm a "checkpoint" learner continues
     jsrl: bool = False
     target_noise_std: float = 0.0
 
 
 METHOD_TABLE: dict[str, Method] = {
-    "wsrl": Method("sac", "both", 5_000, "policy", 0.0, 4),
-    "sac-fast": Method("sac", "none", 5_000, "uniform", 0.0, 4),
-    "rlpd": Method("sac", "none", 5_000, "uniform", 0.5, 4),
-    "jsrl": Method("sac", "policy", 0, "none", 0.0, 4, jsrl=True),
+    "wsrl": Method(learner="sac", init="both", warmup_steps=5_000, warmup_source="policy", offline_fraction=0.0,
+                   utd=4, critic_subsample="wsrl"),
+    "sac-fast": Method(learner="sac", init="none", warmup_steps=5_000, warmup_source="uniform",
+                       offline_fraction=0.0, utd=4),
+    "rlpd": Method(learner="sac", init="none", warmup_steps=5_000, warmup_source="uniform", offline_fraction=0.5,
+                   utd=4),
+    "jsrl": Method(learner="sac", init="policy", warmup_steps=0, warmup_source="none", offline_fraction=0.0, utd=4,
+                   jsrl=True),
     # SO2: noise N(0, variance 0.3) on target actions, clipped to +-0.6 (paper App. I).
-    "so2": Method("sac", "both", 0, "none", 0.0, 4, target_noise_std=0.3 ** 0.5),
-    "calql-ft": Method("checkpoint", "both", 0, "none", 0.0, 1),
-    "cql-ft": Method("checkpoint", "both", 0, "none", 0.0, 1),
-    "iql-ft": Method("checkpoint", "both", 0, "none", 0.0, 1),
+    "so2": Method(learner="sac", init="both", warmup_steps=0, warmup_source="none", offline_fraction=0.0, utd=4,
+                  target_noise_std=0.3 ** 0.5),
+    "calql-ft": Method(learner="checkpoint", init="both", warmup_steps=0, warmup_source="none",
+                       offline_fraction=0.0, utd=1, algorithm="cal-ql"),
+    "cql-ft": Method(learner="checkpoint", init="both", warmup_steps=0, warmup_source="none", offline_fraction=0.0,
+                     utd=1, algorithm="cql"),
+    "iql-ft": Method(learner="checkpoint", init="both", warmup_steps=0, warmup_source="none", offline_fraction=0.0,
+                     utd=1, algorithm="iql"),
 }
-CHECKPOINT_ALGORITHM = {"calql-ft": "cal-ql", "cql-ft": "cql", "iql-ft": "iql"}
+CHECKPOINT_ALGORITHM = {name: m.algorithm for name, m in METHOD_TABLE.items() if m.algorithm}
+# Baselines that continue their offline learner start from the authors' baseline networks (2 critics, no
+# LayerNorm); the SAC methods start from the ensemble WSRL loads (10 LayerNorm critics).
+BASELINE_ENSEMBLE = {"num_critics": 2, "layer_norm": False}
+WSRL_ENSEMBLE = {"num_critics": 10, "layer_norm": True}
+
+
+def pretrain_algorithm(cfg: PretrainConfig, preset: Preset) -> str:
+    return cfg.algorithm or preset.pretrain_algorithm
 
 
 def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
     """The offline learner of the paper for this family, with this run's overrides."""
-    critic = tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims)
+    algorithm = pretrain_algorithm(cfg, preset)
     actor = tuple(cfg.actor_hidden_dims or preset.actor_hidden_dims)
-    if cfg.algorithm == "iql":
-        return IQLConfig(critic_hidden_dims=critic, value_hidden_dims=critic, actor_hidden_dims=actor,
+    if algorithm == "iql":
+        critic = tuple(cfg.critic_hidden_dims or preset.iql_hidden_dims)
+        return IQLConfig(critic_hidden_dims=critic, value_hidden_dims=critic,
+                         actor_hidden_dims=tuple(cfg.actor_hidden_dims or preset.iql_hidden_dims),
                          critic_layer_norm=cfg.critic_layer_norm, actor_layer_norm=cfg.actor_layer_norm,
-                         num_critics=cfg.num_critics, expectile=preset.iql_expectile, beta=preset.iql_beta,
-                         discount=cfg.discount)
-    # CQL / Cal-QL: the TD target is the min over all critics with the max-target backup (CQL's default).
+                         actor_dropout=preset.iql_actor_dropout, num_critics=cfg.num_critics,
+                         expectile=preset.iql_expectile, beta=preset.iql_beta, discount=cfg.discount)
+    # CQL / Cal-QL with CQL's max-target backup. An ensemble is trained as the authors' --use_redq does: the
+    # target is the min over 2 random target critics and the conservative term acts on 2 random critics.
+    subsample = cfg.critic_subsample if cfg.critic_subsample is not None else min(2, cfg.num_critics)
     return ActorCriticConfig(
-        critic_hidden_dims=critic, actor_hidden_dims=actor, critic_layer_norm=cfg.critic_layer_norm,
-        actor_layer_norm=cfg.actor_layer_norm, state_dependent_std=preset.state_dependent_std,
-        num_critics=cfg.num_critics, critic_subsample=cfg.num_critics, backup="max_over_actions",
-        regularizer="calql" if cfg.algorithm == "cal-ql" else "cql",
+        critic_hidden_dims=tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims), actor_hidden_dims=actor,
+        critic_layer_norm=cfg.critic_layer_norm, actor_layer_norm=cfg.actor_layer_norm,
+        state_dependent_std=preset.state_dependent_std, final_init_scale=preset.final_init_scale,
+        num_critics=cfg.num_critics, critic_subsample=subsample,
+        subsample_with_replacement=cfg.subsample_with_replacement, backup="max_over_actions",
+        regularizer="calql" if algorithm == "cal-ql" else "cql",
         cql_alpha=preset.cql_alpha if cfg.cql_alpha is None else cfg.cql_alpha,
         cql_lagrange=preset.cql_lagrange and cfg.cql_alpha is None,
         cql_importance_sample=preset.cql_importance_sample, discount=cfg.discount,
         init_temperature=cfg.init_temperature)
+
+
+def method_row(name: str) -> Method:
+    return METHOD_TABLE[choose("method", name, METHODS)]
+
+
+def needs_pretraining(cfg: FinetuneConfig) -> bool:
+    method = method_row(cfg.method)
+    return (cfg.init or method.init) != "none" or (cfg.warmup_source or method.warmup_source) == "policy"
+
+
+def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None, steps: int | None = None,
+                        **overrides) -> PretrainConfig:
+    """The pre-training a fine-tuning run starts from: every common option copied, the method's ensemble
+    (fine-tuning's --num-critics / --layer-norm when given) and algorithm."""
+    method = method_row(cfg.method)
+    if method.algorithm and algorithm not in (None, method.algorithm):
+        raise ConfigError(f"method {cfg.method!r} continues {method.algorithm} training; drop --algorithm "
+                          f"{algorithm}")
+    ensemble = BASELINE_ENSEMBLE if method.learner == "checkpoint" else WSRL_ENSEMBLE
+    num_critics = ensemble["num_critics"] if cfg.num_critics is None else cfg.num_critics
+    layer_norm = ensemble["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
+    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(CommonConfig)}
+    return PretrainConfig(**{**common, **overrides}, algorithm=method.algorithm or algorithm, steps=steps,
+                          num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm)
 
 
 def validate_common(cfg: CommonConfig) -> None:
@@ -175,11 +258,15 @@ def validate_common(cfg: CommonConfig) -> None:
 
 def validate_pretrain(cfg: PretrainConfig) -> None:
     validate_common(cfg)
-    choose("algorithm", cfg.algorithm, ALGORITHMS)
+    if cfg.algorithm is not None:
+        choose("algorithm", cfg.algorithm, ALGORITHMS)
     if cfg.steps is not None and cfg.steps <= 0:
         raise ConfigError(f"steps={cfg.steps} must be a positive integer")
     if cfg.num_critics < 1:
         raise ConfigError(f"num_critics={cfg.num_critics} must be >= 1")
+    if cfg.critic_subsample is not None and not 1 <= cfg.critic_subsample <= cfg.num_critics:
+        raise ConfigError(f"critic_subsample={cfg.critic_subsample} must be between 1 and num_critics="
+                          f"{cfg.num_critics}")
 
 
 @dataclass(frozen=True)
@@ -192,25 +279,38 @@ class ResolvedFinetune:
     warmup_source: str
     offline_fraction: float
     utd: int
+    update_after: int  # updates start once the buffer holds more rows than this (and the warmup is over)
     learner: Any  # ActorCriticConfig for "sac"; None -> take the checkpoint's learner config
 
 
-def resolve_finetune(cfg: FinetuneConfig, preset: Preset) -> ResolvedFinetune:
+def default_update_after(cfg: FinetuneConfig, method: Method, fraction: float, utd: int, horizon: int) -> int:
+    """The authors' `min_steps_to_update`: a whole batch of online rows, and for Cal-QL a whole episode (its
+    MC returns exist only once an episode ends)."""
+    rows = math.ceil(utd * cfg.batch_size * (1.0 - fraction))
+    return max(rows, horizon) if method.algorithm == "cal-ql" else rows
+
+
+def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> ResolvedFinetune:
+    """`horizon`: the task's maximum episode length (for the Cal-QL update start)."""
     validate_common(cfg)
-    method = METHOD_TABLE[choose("method", cfg.method, METHODS)]
+    method = method_row(cfg.method)
     init = choose("init", cfg.init or method.init, INIT_CHOICES)
     warmup_source = choose("warmup source", cfg.warmup_source or method.warmup_source, WARMUP_SOURCES)
     warmup = method.warmup_steps if cfg.warmup_steps is None else cfg.warmup_steps
     if warmup_source == "none":
         warmup = 0
-    fraction = method.offline_fraction if cfg.offline_fraction is None else cfg.offline_fraction
-    fraction = preset.retention_fraction if fraction == "retention" else float(fraction)
+    if cfg.retain and cfg.offline_fraction is not None:
+        raise ConfigError(f"--retain takes the family's retention share ({preset.retention_fraction}); pass "
+                          f"either --retain or --offline-fraction {cfg.offline_fraction}, not both")
+    fraction = preset.retention_fraction if cfg.retain else \
+        method.offline_fraction if cfg.offline_fraction is None else float(cfg.offline_fraction)
     utd = method.utd if cfg.utd is None else cfg.utd
     problems = [f"{n}={v} must be {rule}" for n, v, ok, rule in [
         ("steps", cfg.steps, cfg.steps > 0, "> 0"),
         ("warmup_steps", warmup, warmup >= 0, ">= 0"),
         ("offline_fraction", fraction, 0.0 <= fraction <= 1.0, "in [0, 1]"),
         ("utd", utd, utd >= 1, ">= 1"),
+        ("update_after", cfg.update_after, (cfg.update_after or 0) >= 0, ">= 0"),
         ("freeze_policy_steps", cfg.freeze_policy_steps, cfg.freeze_policy_steps >= 0, ">= 0"),
         ("diagnostic_samples", cfg.diagnostic_samples, cfg.diagnostic_samples >= 0, ">= 0"),
         ("diagnostic_interval", cfg.diagnostic_interval, (cfg.diagnostic_interval or 1) > 0, "> 0"),
@@ -223,20 +323,22 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset) -> ResolvedFinetune:
     if warmup_source == "policy" and warmup > 0 and cfg.checkpoint is None:
         raise ConfigError("warmup_source='policy' rolls out the frozen pre-trained policy: pass --checkpoint DIR "
                           "or choose --warmup-source uniform")
+    update_after = default_update_after(cfg, method, fraction, utd, horizon) if cfg.update_after is None \
+        else cfg.update_after
     learner = None
     if method.learner == "sac":
-        num_critics = 10 if cfg.num_critics is None else cfg.num_critics
+        num_critics = WSRL_ENSEMBLE["num_critics"] if cfg.num_critics is None else cfg.num_critics
+        layer_norm = WSRL_ENSEMBLE["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
+        subsample = 2 if method.critic_subsample == "wsrl" else preset.rlpd_critic_subsample
         learner = ActorCriticConfig(
             critic_hidden_dims=tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims),
             actor_hidden_dims=tuple(cfg.actor_hidden_dims or preset.actor_hidden_dims),
-            critic_layer_norm=True if cfg.layer_norm is None else cfg.layer_norm,
-            actor_layer_norm=True if cfg.layer_norm is None else cfg.layer_norm,
-            state_dependent_std=preset.state_dependent_std,
-            num_critics=num_critics,
-            critic_subsample=min(2 if cfg.method == "wsrl" else preset.rlpd_critic_subsample, num_critics),
-            backup=preset.wsrl_backup if cfg.method == "wsrl" else "min",
+            critic_layer_norm=layer_norm, actor_layer_norm=layer_norm,
+            state_dependent_std=preset.state_dependent_std, final_init_scale=preset.final_init_scale,
+            num_critics=num_critics, critic_subsample=min(subsample, num_critics),
+            subsample_with_replacement=cfg.subsample_with_replacement, backup=preset.online_backup,
             target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature)
-    return ResolvedFinetune(method, init, warmup, warmup_source, fraction, utd, learner)
+    return ResolvedFinetune(method, init, warmup, warmup_source, fraction, utd, update_after, learner)
 
 
 def to_jsonable(obj) -> Any:

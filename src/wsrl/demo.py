@@ -49,7 +49,8 @@ QUICK = DemoSettings(data_steps=3_000, pretrain_steps=100, finetune_steps=400, w
                      eval_interval=200, diagnostic_interval=100, eval_episodes=2)
 VARIANTS = {  # label -> fine-tuning options
     "wsrl": {"method": "wsrl"},
-    "wsrl-no-warmup": {"method": "wsrl", "warmup_source": "none"},
+    # Without warmup the authors still wait for one batch of rows (1,024) before updating; scaled like the warmup.
+    "wsrl-no-warmup": {"method": "wsrl", "warmup_source": "none", "update_after": 256},
     "calql-ft": {"method": "calql-ft"},
 }
 

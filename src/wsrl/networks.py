@@ -13,9 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-# Output layers start small so the initial Q-values and policy means are near zero (authors' init).
-OUTPUT_INIT_SCALE = 1e-2
+# The policy's standard deviation is clipped to [1e-5, 10], as the authors' `Policy` does (std_min, std_max).
+LOG_STD_MIN, LOG_STD_MAX = math.log(1e-5), math.log(10.0)
+HIDDEN_INIT_SCALE = math.sqrt(2.0)
 
 
 def orthogonal(scale: float = math.sqrt(2.0)):
@@ -23,16 +23,23 @@ def orthogonal(scale: float = math.sqrt(2.0)):
 
 
 class MLP(nn.Module):
-    """Dense -> [dropout] -> [LayerNorm] -> ReLU for every hidden layer."""
+    """Dense -> [dropout] -> [LayerNorm] -> ReLU for every hidden layer.
+
+    Every layer starts orthogonal(sqrt 2); `final_init_scale` replaces that scale on the LAST hidden layer (the
+    authors' `kernel_scale_final`: 1e-2 on antmaze, adroit and locomotion, unset on kitchen).
+    """
 
     hidden_dims: Sequence[int]
     layer_norm: bool = False
     dropout_rate: float = 0.0
+    final_init_scale: float | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        for width in self.hidden_dims:
-            x = nn.Dense(width, kernel_init=orthogonal())(x)
+        for i, width in enumerate(self.hidden_dims):
+            last = i == len(self.hidden_dims) - 1
+            scale = self.final_init_scale if last and self.final_init_scale is not None else HIDDEN_INIT_SCALE
+            x = nn.Dense(width, kernel_init=orthogonal(scale))(x)
             if self.dropout_rate > 0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             if self.layer_norm:
@@ -46,13 +53,13 @@ class QFunction(nn.Module):
 
     hidden_dims: Sequence[int]
     layer_norm: bool = False
-    dropout_rate: float = 0.0
+    final_init_scale: float | None = None
 
     @nn.compact
-    def __call__(self, observations, actions, train: bool = False):
+    def __call__(self, observations, actions):
         x = jnp.concatenate([observations, actions], axis=-1)
-        x = MLP(self.hidden_dims, self.layer_norm, self.dropout_rate)(x, train)
-        return nn.Dense(1, kernel_init=orthogonal(OUTPUT_INIT_SCALE))(x)[..., 0]
+        x = MLP(self.hidden_dims, self.layer_norm, final_init_scale=self.final_init_scale)(x)
+        return nn.Dense(1, kernel_init=orthogonal())(x)[..., 0]
 
 
 class ValueFunction(nn.Module):
@@ -64,26 +71,29 @@ class ValueFunction(nn.Module):
     @nn.compact
     def __call__(self, observations):
         x = MLP(self.hidden_dims, self.layer_norm)(observations)
-        return nn.Dense(1, kernel_init=orthogonal(OUTPUT_INIT_SCALE))(x)[..., 0]
+        return nn.Dense(1, kernel_init=orthogonal())(x)[..., 0]
 
 
 class GaussianPolicy(nn.Module):
     """Outputs (mean, log_std) of a diagonal Gaussian over pre-squash actions.
 
-    `state_dependent_std=False` learns one log-std vector shared by all states (antmaze preset, IQL).
+    `state_dependent_std=False` learns one log-std vector shared by all states (antmaze preset, IQL). Dropout
+    (IQL's actor on kitchen and adroit) is active only with `train=True` and a "dropout" rng.
     """
 
     hidden_dims: Sequence[int]
     action_dim: int
     layer_norm: bool = False
     state_dependent_std: bool = True
+    final_init_scale: float | None = None
+    dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, observations):
-        x = MLP(self.hidden_dims, self.layer_norm)(observations)
-        mean = nn.Dense(self.action_dim, kernel_init=orthogonal(OUTPUT_INIT_SCALE))(x)
+    def __call__(self, observations, train: bool = False):
+        x = MLP(self.hidden_dims, self.layer_norm, self.dropout_rate, self.final_init_scale)(observations, train)
+        mean = nn.Dense(self.action_dim, kernel_init=orthogonal())(x)
         if self.state_dependent_std:
-            log_std = nn.Dense(self.action_dim, kernel_init=orthogonal(OUTPUT_INIT_SCALE))(x)
+            log_std = nn.Dense(self.action_dim, kernel_init=orthogonal())(x)
         else:
             log_std = jnp.broadcast_to(self.param("log_std", nn.initializers.zeros, (self.action_dim,)), mean.shape)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)

@@ -29,7 +29,8 @@ def cql_soft_max(q_random, q_current, q_next, log_pi_current, log_pi_next, q_dat
     Shapes: q_* (..., B, n) for n uniform actions, n actions from pi(s), n from pi(s'), all evaluated at s;
     log_pi_* (B, n) log-densities of the policy samples; q_data (..., B).
     With importance sampling the proposal log-densities are subtracted (uniform: log 0.5^d), so the result
-    estimates log E_a[exp Q]; without, Q(s, a_data) joins the set and log(3n + 1) is subtracted.
+    estimates log E_a[exp Q]; without, Q(s, a_data) joins the set and log(3n + 1) is subtracted. The temperature
+    T multiplies the whole result, T * (lse(Q / T) - log(3n + 1)), as in the authors' `cql.py`.
     """
     if importance_sample:
         uniform_log_density = action_dim * math.log(0.5)
@@ -39,7 +40,7 @@ def cql_soft_max(q_random, q_current, q_next, log_pi_current, log_pi_next, q_dat
     else:
         cat = jnp.concatenate([q_random, q_data[..., None], q_current, q_next], axis=-1)
         offset = math.log(cat.shape[-1])
-    return jax.nn.logsumexp(cat / temperature, axis=-1) * temperature - offset
+    return (jax.nn.logsumexp(cat / temperature, axis=-1) - offset) * temperature
 
 
 def cql_penalty(soft_max_q, q_data):

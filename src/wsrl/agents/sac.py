@@ -37,9 +37,13 @@ class ActorCriticConfig:
     critic_layer_norm: bool = True
     actor_layer_norm: bool = True
     state_dependent_std: bool = True
+    # Scale of the orthogonal init of the last hidden layer (authors' `kernel_scale_final`); None: sqrt(2).
+    final_init_scale: float | None = None
     num_critics: int = 10
     # TD target: min over a random subset of `critic_subsample` target critics, drawn without replacement
     # (the REDQ definition; the authors' code draws with replacement: `subsample_with_replacement=True`).
+    # With a conservative regulariser the CQL term acts on a second subset of the same size, drawn independently
+    # (the authors' `cql.py` with `--use_redq`); the TD loss trains every member.
     critic_subsample: int = 2
     subsample_with_replacement: bool = False
     # "min": min over the subset at one a' ~ pi(s'); "max_over_actions": sample `num_backup_actions` a' and take
@@ -119,12 +123,12 @@ class ActorCritic(struct.PyTreeNode):
 # ---- construction ------------------------------------------------------------------------------------------
 
 def critic_module(config: ActorCriticConfig) -> nets.QFunction:
-    return nets.QFunction(config.critic_hidden_dims, config.critic_layer_norm)
+    return nets.QFunction(config.critic_hidden_dims, config.critic_layer_norm, config.final_init_scale)
 
 
 def actor_module(config: ActorCriticConfig, action_dim: int) -> nets.GaussianPolicy:
     return nets.GaussianPolicy(config.actor_hidden_dims, action_dim, config.actor_layer_norm,
-                               config.state_dependent_std)
+                               config.state_dependent_std, config.final_init_scale)
 
 
 def adam(lr: float):
@@ -185,9 +189,13 @@ def q_values(agent: ActorCritic, critic_params, observations, actions):
     return nets.apply_ensemble(critic_module(agent.config), critic_params, observations, actions)
 
 
+def uses_every_critic(config: ActorCriticConfig) -> bool:
+    return config.critic_subsample == config.num_critics and not config.subsample_with_replacement
+
+
 def subset_indices(config: ActorCriticConfig, key):
     n, k = config.num_critics, config.critic_subsample
-    if k == n and not config.subsample_with_replacement:
+    if uses_every_critic(config):
         return jnp.arange(n)
     return jax.random.choice(key, n, (k,), replace=config.subsample_with_replacement)
 
@@ -236,18 +244,27 @@ def td_target(agent: ActorCritic, batch, key):
 
 
 def cql_actions(agent: ActorCritic, batch, key):
-    """Actions whose Q-values enter the CQL soft maximum: (B, 1 + 3n, action_dim) and the policy log-densities.
+    """Actions whose Q-values enter the CQL soft maximum: (B, 3n, action_dim) and the policy log-densities.
 
-    Order along axis 1: the data action, n uniform actions, n from pi(s), n from pi(s').
+    Order along axis 1: n uniform actions, n from pi(s), n from pi(s').
     """
     n = agent.config.cql_num_actions
     k_rand, k_cur, k_next = jax.random.split(key, 3)
-    obs, data_actions = batch["observations"], batch["actions"]
+    obs = batch["observations"]
     random_actions = jax.random.uniform(k_rand, (obs.shape[0], n, agent.action_dim), minval=-1.0, maxval=1.0)
     current, log_pi_current = sample_policy(agent, agent.actor.params, obs, k_cur, n)
     nxt, log_pi_next = sample_policy(agent, agent.actor.params, batch["next_observations"], k_next, n)
-    actions = jnp.concatenate([data_actions[:, None, :], random_actions, current, nxt], axis=1)
+    actions = jnp.concatenate([random_actions, current, nxt], axis=1)
     return jax.lax.stop_gradient(actions), jax.lax.stop_gradient(log_pi_current), jax.lax.stop_gradient(log_pi_next)
+
+
+def conservative_members(config: ActorCriticConfig, critic_params, key):
+    """(parameters, indices) of the critics the CQL term acts on: all, or a random subset of `critic_subsample`
+    drawn independently of the TD target's (the key is `fold_in(loss key, 1)`)."""
+    if uses_every_critic(config):
+        return critic_params, None
+    idx = subset_indices(config, jax.random.fold_in(key, 1))
+    return nets.take_members(critic_params, idx), idx
 
 
 # ---- losses --------------------------------------------------------------------------------------------------
@@ -260,17 +277,20 @@ def critic_loss(critic_params, agent: ActorCritic, batch, target, key):
         return td, {"critic_loss": td, "td_loss": td, "q_data": q.mean(), "target_q": target.mean()}
 
     n = config.cql_num_actions
+    q_all = q_values(agent, critic_params, batch["observations"], batch["actions"])  # (N, B): TD on every member
+    td = jnp.mean((q_all - target) ** 2)
     actions, log_pi_current, log_pi_next = cql_actions(agent, batch, key)
     obs = jnp.broadcast_to(batch["observations"][:, None, :], (*actions.shape[:2], batch["observations"].shape[-1]))
-    q_all = q_values(agent, critic_params, obs, actions)  # (N, B, 1 + 3n): one forward pass for every action
-    q = q_all[..., 0]
-    q_random, q_current, q_next = q_all[..., 1:1 + n], q_all[..., 1 + n:1 + 2 * n], q_all[..., 1 + 2 * n:]
-    td = jnp.mean((q - target) ** 2)
+    members, idx = conservative_members(config, critic_params, key)
+    q = q_all if idx is None else q_all[idx]  # (k, B)
+    q_sampled = q_values(agent, members, obs, actions)  # (k, B, 3n)
+    q_random, q_current, q_next = q_sampled[..., :n], q_sampled[..., n:2 * n], q_sampled[..., 2 * n:]
     info = {}
     if config.regularizer == "calql":
         q_current, rate_current = cql.calql_lower_bound(q_current, batch["mc_returns"])
         q_next, rate_next = cql.calql_lower_bound(q_next, batch["mc_returns"])
-        info["calql_bound_rate"] = 0.5 * (rate_current + rate_next)
+        # Share of ALL 3n sampled values raised (uniform actions are never bounded), as the authors log it.
+        info["calql_bound_rate"] = (rate_current + rate_next) / 3.0
     soft_max = cql.cql_soft_max(q_random, q_current, q_next, log_pi_current, log_pi_next, q,
                                 action_dim=agent.action_dim, importance_sample=config.cql_importance_sample,
                                 temperature=config.cql_temperature)
@@ -282,7 +302,7 @@ def critic_loss(critic_params, agent: ActorCritic, batch, target, key):
         alpha = jnp.asarray(config.cql_alpha)
         penalty = alpha * gap
     loss = td + penalty.mean()
-    info.update({"critic_loss": loss, "td_loss": td, "q_data": q.mean(), "target_q": target.mean(),
+    info.update({"critic_loss": loss, "td_loss": td, "q_data": q_all.mean(), "target_q": target.mean(),
                  "cql_gap": gap.mean(), "cql_alpha": alpha, "q_random": q_random.mean(),
                  "q_policy": q_current.mean()})
     return loss, info
@@ -321,15 +341,18 @@ def critic_step(agent: ActorCritic, batch):
     target = td_target(agent, batch, k_target)
     grads, info = jax.grad(critic_loss, has_aux=True)(agent.critic.params, agent, batch, target, k_loss)
     critic = adam_step(agent.critic, grads, config.critic_lr)
-    multiplier = agent.cql_multiplier
-    if multiplier is not None:
-        g = jax.grad(lagrange_loss)(multiplier.params, jax.lax.stop_gradient(info["cql_gap"]),
-                                    config.cql_target_gap)
-        multiplier = adam_step(multiplier, g, config.cql_alpha_lr)
     agent = agent.replace(critic=critic, target_critic_params=polyak(agent.target_critic_params, critic.params,
-                                                                    config.tau),
-                          cql_multiplier=multiplier, rng=rng)
+                                                                    config.tau), rng=rng)
     return agent, info
+
+
+def lagrange_step(agent: ActorCritic, gap):
+    """One dual step per environment step on the whole batch's gap (the authors step the multiplier with the
+    actor, once per `update_high_utd`); `gap` is the mean over the critic steps' minibatch gaps, each taken at
+    the critic before its step, as the authors' single update evaluates every loss."""
+    multiplier = agent.cql_multiplier
+    g = jax.grad(lagrange_loss)(multiplier.params, jax.lax.stop_gradient(gap), agent.config.cql_target_gap)
+    return agent.replace(cql_multiplier=adam_step(multiplier, g, agent.config.cql_alpha_lr))
 
 
 def actor_and_temperature_step(agent: ActorCritic, observations):
@@ -347,6 +370,8 @@ def _update(agent: ActorCritic, batch, update_actor: bool = True):
     """One environment step's worth of learning. `batch` arrays have shape (utd, batch_size, ...)."""
     agent, critic_info = jax.lax.scan(critic_step, agent, batch)
     info = {k: v.mean() for k, v in critic_info.items()}
+    if agent.cql_multiplier is not None:
+        agent = lagrange_step(agent, info["cql_gap"])
     if update_actor:
         union = batch["observations"].reshape(-1, batch["observations"].shape[-1])
         agent, actor_info = actor_and_temperature_step(agent, union)

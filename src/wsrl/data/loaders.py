@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -18,6 +18,9 @@ D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
 OGBENCH_KEYS = ("observations", "actions", "terminals")
 OGBENCH_STATE_KEYS = ("qpos", "qvel", "button_states")  # simulator state per row, for relabelling rewards
 MINARI_FILE = "main_data.hdf5"
+# transform(source, data, flags) -> Transitions: reshapes a loaded dataset with the file's per-step info flags
+# (`flags`: every one-value-per-step info array, aligned with data's rows), e.g. the Adroit binary tasks' rewards.
+Transform = Callable[[str, Transitions, Mapping[str, np.ndarray]], Transitions]
 
 
 def _require(source: str, keys_present, keys) -> None:
@@ -47,11 +50,21 @@ def _next_row_transitions(arrays: dict, boundary: np.ndarray) -> tuple[np.ndarra
     return keep, arrays["observations"][keep + 1], boundary[keep + 1]
 
 
-def load_d4rl_hdf5(path: str | Path) -> Transitions:
+def _d4rl_flags(f) -> dict[str, np.ndarray]:
+    """The one-value-per-step arrays under `infos/` (e.g. D4RL adroit's goal_achieved), keyed `infos/<name>`;
+    vector states such as infos/qpos are left unread (large, and no transform needs them)."""
+    group = f.get("infos")
+    if group is None or not hasattr(group, "items"):
+        return {}
+    return {f"infos/{k}": np.asarray(v) for k, v in group.items() if getattr(v, "ndim", None) == 1}
+
+
+def load_d4rl_hdf5(path: str | Path, transform: Transform | None = None) -> Transitions:
     """A D4RL HDF5 file with `qlearning_dataset` semantics: next observation = the next row, the last row is
     dropped, rows with timeouts[i] = 1 are skipped (the transition before each is marked as a timeout so episodes
     still split there), done = terminals. If the file has `next_observations` they are used and every row is
-    kept, with the file's timeouts. Without a `timeouts` key (D4RL v0) no row is skipped."""
+    kept, with the file's timeouts. Without a `timeouts` key (D4RL v0) no row is skipped. With a `transform`,
+    it gets the one-value-per-step `infos/` arrays as flags named without the prefix (`goal_achieved`)."""
     import h5py
 
     source = str(path)
@@ -62,18 +75,22 @@ def load_d4rl_hdf5(path: str | Path) -> Transitions:
             _require(source, f.keys(), D4RL_KEYS)
             keys = list(D4RL_KEYS) + [k for k in ("timeouts", "next_observations") if k in f]
             raw = {k: np.asarray(f[k]) for k in keys}
+            flags = _d4rl_flags(f) if transform is not None else {}
     except OSError as err:
         raise DataError(f"{source}: not a readable HDF5 file ({err})") from err
-    _check_lengths(source, raw)
+    _check_lengths(source, {**raw, **flags})
     n = len(raw["rewards"])
     timeouts = raw.get("timeouts", np.zeros(n)).astype(bool)
     if "next_observations" in raw:
         keep, next_obs, cut = np.arange(n), raw["next_observations"], timeouts
     else:
         keep, next_obs, cut = _next_row_transitions(raw, timeouts)
-    return Transitions.from_arrays(source, observations=raw["observations"][keep], actions=raw["actions"][keep],
+    data = Transitions.from_arrays(source, observations=raw["observations"][keep], actions=raw["actions"][keep],
                                    rewards=raw["rewards"][keep], next_observations=next_obs,
                                    terminals=raw["terminals"][keep], timeouts=cut)
+    if transform is None:
+        return data
+    return transform(source, data, {k.removeprefix("infos/"): v[keep] for k, v in flags.items()})
 
 
 # ---- Minari --------------------------------------------------------------------------------------------------
@@ -127,23 +144,49 @@ def _minari_episode(ep, source: str) -> dict[str, np.ndarray]:
             "timeouts": timeouts}
 
 
-def load_minari(dataset_id_or_path: str | Path) -> Transitions:
+def _minari_flags(ep, source: str) -> dict[str, np.ndarray]:
+    """One episode's one-value-per-step infos, one per transition. Minari's DataCollector stores T+1 infos (the
+    reset's first, dropped here); writers of episode buffers may store T. Nested and vector infos are skipped."""
+    steps, out = len(ep.rewards), {}
+    for key, value in (ep.infos or {}).items():
+        if isinstance(value, dict) or np.ndim(value) != 1:
+            continue
+        if len(value) not in (steps, steps + 1):
+            raise DataError(f"{source}: episode {ep.id} infos['{key}'] has {len(value)} rows for {steps} steps; "
+                            f"expected {steps + 1} (with the reset's, as DataCollector writes) or {steps}")
+        out[key] = np.asarray(value)[len(value) - steps:]
+    return out
+
+
+def _common_flags(per_episode: list[dict]) -> dict[str, np.ndarray]:
+    """The flags every episode has, concatenated."""
+    keys = set.intersection(*(set(f) for f in per_episode)) if per_episode else set()
+    return {k: np.concatenate([f[k] for f in per_episode]) for k in sorted(keys)}
+
+
+def load_minari(dataset_id_or_path: str | Path, transform: Transform | None = None) -> Transitions:
     """A Minari dataset by id (under $MINARI_DATASETS_PATH, default ~/.minari/datasets) or by its directory.
-    Strictly offline: HF_HUB_OFFLINE=1 is set before minari is imported, and a missing dataset fails at once."""
+    Strictly offline: HF_HUB_OFFLINE=1 is set before minari is imported, and a missing dataset fails at once.
+    With a `transform`, it gets the one-value-per-step episode infos (e.g. gymnasium-robotics' `success`)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     data_dir = minari_data_dir(dataset_id_or_path)
     source = str(data_dir / MINARI_FILE)
     from minari.dataset.minari_dataset import MinariDataset
 
+    episodes, flags = [], []
     try:
-        episodes = [_minari_episode(ep, source) for ep in MinariDataset(str(data_dir)).iterate_episodes()]
+        for ep in MinariDataset(str(data_dir)).iterate_episodes():
+            episodes.append(_minari_episode(ep, source))
+            if transform is not None:
+                flags.append(_minari_flags(ep, source))
     except (OSError, KeyError, ValueError) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{source}: not a readable Minari dataset ({type(err).__name__}: {err})") from err
     if not episodes:
         raise DataError(f"{source}: the dataset has no episodes")
-    return Transitions.from_arrays(source, **{k: np.concatenate([e[k] for e in episodes]) for k in FIELDS})
+    data = Transitions.from_arrays(source, **{k: np.concatenate([e[k] for e in episodes]) for k in FIELDS})
+    return data if transform is None else transform(source, data, _common_flags(flags))
 
 
 # ---- OGBench and plain npz -----------------------------------------------------------------------------------
@@ -205,17 +248,21 @@ def load_npz(path: str | Path) -> Transitions:
     return Transitions.from_arrays(str(path), **arrays)
 
 
-def load_dataset(source: str | Path, reward_fn: Callable | None = None) -> Transitions:
+def load_dataset(source: str | Path, reward_fn: Callable | None = None,
+                 transform: Transform | None = None) -> Transitions:
     """Dispatch on the source: .hdf5/.h5 -> D4RL; .npz -> OGBench if it has that layout, else plain; a directory
     or anything else without a suffix -> a Minari dataset (directory or id). `reward_fn` computes the rewards of
-    an OGBench-layout npz (see `load_ogbench_npz`); the other formats store their rewards and do not use it."""
+    an OGBench-layout npz (see `load_ogbench_npz`); the other formats store their rewards and do not use it.
+    `transform(source, data, flags)` reshapes the loaded data with the file's per-step info flags (D4RL `infos/`,
+    Minari episode infos; npz files pass none), e.g. the Adroit binary tasks' rewards and trajectory cuts."""
     path = Path(source).expanduser()
     if path.suffix in (".hdf5", ".h5"):
-        return load_d4rl_hdf5(path)
+        return load_d4rl_hdf5(path, transform)
     if path.suffix == ".npz":
         keys = read_npz(path, keys_only=True)
-        return load_ogbench_npz(path, reward_fn) if is_ogbench_layout(keys) else load_npz(path)
+        data = load_ogbench_npz(path, reward_fn) if is_ogbench_layout(keys) else load_npz(path)
+        return data if transform is None else transform(str(path), data, {})
     if path.is_file():
         raise DataError(f"{source}: unknown dataset format {path.suffix!r}; expected .hdf5/.h5 (D4RL), .npz "
                         f"(OGBench or plain) or a Minari dataset directory or id")
-    return load_minari(source)
+    return load_minari(source, transform)

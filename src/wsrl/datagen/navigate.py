@@ -7,8 +7,8 @@ cells) gives a direction, a low-level controller follows it, with Gaussian actio
 
 `navigate` episodes (1,000 steps) start in a random cell and head for a random junction cell, with a new one
 each time it is reached; `stitch` episodes (200 steps) head for a cell 4 steps away and stay there. Rewards are
-those of the singletask task at the state each transition lands in; `terminals` marks a transition that solves
-it while the trajectory goes on.
+those the singletask environment returns, which scores the state each transition starts from; `terminals` marks
+a transition that starts solved while the trajectory goes on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from wsrl.datagen.labels import episode_seed, join_and_label
+from wsrl.datagen.labels import episode_seed, global_numpy_seed, join_and_label
 from wsrl.datagen.maze import distances_to
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import Progress
@@ -74,7 +74,7 @@ def run_episode(env, low_level: Callable, kind: str, noise: float, steps: int, c
     maze_map = env.unwrapped.maze_map
     start, goal = episode_cells(kind, maze_map, *cells, rng)
     obs, _ = env.reset(seed=seed, options={"task_info": {"init_ij": start, "goal_ij": goal}})
-    rows = {k: [] for k in ("observations", "actions", "next_observations", "qpos", "qvel")}
+    rows = {k: [] for k in ("observations", "actions", "next_observations", "qpos", "qvel", "prev_qpos", "prev_qvel")}
     for _ in range(steps):
         state = env.unwrapped.get_ob(ob_type="states")
         action = np.asarray(low_level(state, subgoal_direction(env), rng), np.float64)
@@ -83,7 +83,8 @@ def run_episode(env, low_level: Callable, kind: str, noise: float, steps: int, c
         if info["success"] and kind == "navigate":
             env.unwrapped.set_goal(pick(cells[1], rng))
         for key, value in (("observations", obs), ("actions", action), ("next_observations", next_obs),
-                           ("qpos", info["qpos"]), ("qvel", info["qvel"])):
+                           ("qpos", info["qpos"]), ("qvel", info["qvel"]),  # the state it lands in and starts from
+                           ("prev_qpos", info["prev_qpos"]), ("prev_qvel", info["prev_qvel"])):
             rows[key].append(value)
         obs = next_obs
     return {k: np.asarray(v, np.float32) for k, v in rows.items()}
@@ -103,7 +104,8 @@ def ant_controller(policy_fn: Callable) -> Callable:
 def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None, policy_fn: Callable | None = None,
             progress: bool = False) -> tuple[dict, float]:
     """`steps` transitions for an OGBench point / ant maze singletask task -> (arrays in D4RL layout with the next
-    state's qpos / qvel, the noise used). Ant mazes need `policy_fn(obs, rng)`, a goal-direction agent."""
+    state's qpos / qvel and the starting state's prev_qpos / prev_qvel, the noise used). Ant mazes need
+    `policy_fn(obs, rng)`, a goal-direction agent."""
     import ogbench.locomaze  # noqa: F401  (registers the environments)
     body = body_of(task_env_id)
     if body == "ant" and policy_fn is None:
@@ -114,6 +116,13 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
     low_level = point_controller if body == "point" else ant_controller(policy_fn)
     noise = DEFAULT_NOISE[body] if noise is None else noise
     kind = "stitch" if "-stitch-" in task_env_id else "navigate"
+    with global_numpy_seed(seed):  # the maze draws its start noise from NumPy's global generator
+        episodes = _episodes(task_env_id, kind, low_level, steps, seed, noise, progress)
+    return join_and_label(episodes, task_env_id), noise
+
+
+def _episodes(task_env_id: str, kind: str, low_level: Callable, steps: int, seed: int, noise: float,
+              progress: bool) -> list[dict]:
     name = ogbench_env_names(task_env_id)[0]
     env = gym.make(name, terminate_at_goal=False, max_episode_steps=EPISODE_STEPS[kind] + 1)
     cells = maze_cells(env.unwrapped.maze_map)
@@ -127,4 +136,4 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
         done += length
         bar.update(done, "generating")
     bar.close(steps, "generating")
-    return join_and_label(episodes, task_env_id), noise
+    return episodes

@@ -7,18 +7,16 @@ cube, press a button, open a drawer or window) whenever the oracle finishes one,
   (1, 1, 1, 3, 10) over (x, y, z, yaw, gripper).
 
 Rewards are those of the singletask task: OGBench's `relabel_dataset` applied to the state each transition
-lands in, so offline rewards match what the environment returns online; `terminals` marks a transition that
-solves the task (the trajectory goes on, as in D4RL antmaze).
+starts from, as the singletask environment scores it online (before the action); `terminals` marks a transition
+that starts solved (the trajectory goes on, as in D4RL antmaze).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import gymnasium as gym
 import numpy as np
 
-from wsrl.datagen.labels import STATE_KEYS, episode_seed, join_and_label
+from wsrl.datagen.labels import STATE_KEYS, episode_seed, global_numpy_seed, join_and_label
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import Progress
 from wsrl.tasks.envs import ogbench_env_names
@@ -72,17 +70,6 @@ def healthy(collection_env_name: str, qpos: np.ndarray) -> bool:
     return not (too_right or too_left)
 
 
-@contextlib.contextmanager
-def global_numpy_seed(seed: int):
-    """The oracles draw from NumPy's global generator: seed it for the run and give the caller's state back."""
-    state = np.random.get_state()
-    np.random.seed(seed % 2**32)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name: str, seed: int) -> dict:
     """One episode of `steps` transitions with the oracles switching targets; per-step arrays."""
     obs, info = env.reset(seed=seed)
@@ -90,7 +77,8 @@ def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name
     xi = np.random.uniform(0, noise) if kind == "noisy" else 0.0
     oracle = oracles[info["privileged/target_task"]]
     oracle.reset(obs, info)
-    rows = {k: [] for k in ("observations", "actions", "next_observations", "qpos", "qvel", "button_states")}
+    rows = {k: [] for k in ("observations", "actions", "next_observations", *STATE_KEYS,
+                            *(f"prev_{k}" for k in STATE_KEYS))}
     for _ in range(steps):
         action = np.asarray(oracle.select_action(obs, info), np.float64)
         if kind == "noisy":
@@ -104,17 +92,19 @@ def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name
         rows["observations"].append(obs)
         rows["actions"].append(action)
         rows["next_observations"].append(next_obs)
-        for key in STATE_KEYS:  # the state the transition lands in
+        for key in STATE_KEYS:  # the state the transition lands in and the one it starts from
             if key in info:
                 rows[key].append(info[key])
+                rows[f"prev_{key}"].append(info[f"prev_{key}"])
         obs = next_obs
-    return {k: np.asarray(v, np.int64 if k == "button_states" else np.float32) for k, v in rows.items() if v}
+    return {k: np.asarray(v, np.int64 if k.endswith("button_states") else np.float32) for k, v in rows.items() if v}
 
 
 def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: float | None = None,
             progress: bool = False) -> tuple[dict, float]:
     """`steps` transitions of oracle data for an OGBench singletask task -> (arrays in D4RL layout with
-    infos qpos/qvel[/button_states] of the next state, the noise level used)."""
+    infos qpos/qvel[/button_states] of the next state and prev_qpos etc. of the state each row starts from, the
+    noise level used)."""
     import ogbench.manipspace  # noqa: F401  (registers the environments)
     if kind not in KINDS:
         raise ConfigError(f"unknown oracle kind {kind!r}; choose one of {', '.join(KINDS)}")

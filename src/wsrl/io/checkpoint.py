@@ -116,22 +116,29 @@ def check_sizes(meta: dict, obs_dim: int, action_dim: int, source: str) -> None:
         raise CheckpointError(f"checkpoint {source} does not fit this task: {problems[0]}")
 
 
-def check_compatible(meta: dict, config: ActorCriticConfig, obs_dim: int, action_dim: int, init: str,
-                     source: str) -> None:
-    """Fail with what differs and how to pre-train a matching checkpoint."""
-    problems = size_problems(meta, obs_dim, action_dim)
-    if init in ("both", "policy") and meta["learner"] == "iql":
+def architecture_problems(saved, config: ActorCriticConfig, init: str) -> list[str]:
+    """What keeps a pre-trained learner config `saved` from initialising `config` (parts named by `init`)."""
+    iql_saved = isinstance(saved, IQLConfig)
+    problems = []
+    if init in ("both", "policy") and iql_saved:
         problems.append("an IQL policy is an un-squashed Gaussian and cannot initialise the tanh-Gaussian SAC "
                         "policy; use --init critic, or pre-train with cal-ql / cql")
-    saved = config_from_dict(meta["learner"], meta["config"])
     parts = {"both": ("policy", "critic"), "policy": ("policy",), "critic": ("critic",), "none": ()}[init]
     for part in parts:
-        if part == "policy" and meta["learner"] == "iql":
+        if part == "policy" and iql_saved:
             continue
         want, have = _architecture(config, part), _architecture(saved, part)
         for name in want:
             if want[name] != have[name]:
                 problems.append(f"{name}: checkpoint has {have[name]}, fine-tuning asks for {want[name]}")
+    return problems
+
+
+def check_compatible(meta: dict, config: ActorCriticConfig, obs_dim: int, action_dim: int, init: str,
+                     source: str) -> None:
+    """Fail with what differs and how to pre-train a matching checkpoint."""
+    problems = size_problems(meta, obs_dim, action_dim)
+    problems += architecture_problems(config_from_dict(meta["learner"], meta["config"]), config, init)
     if problems:
         raise CheckpointError(
             f"checkpoint {source} does not fit this fine-tuning run:\n  - " + "\n  - ".join(problems) +

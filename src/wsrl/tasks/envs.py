@@ -91,15 +91,15 @@ def ogbench_state_rewards(task_env_id: str, states: dict) -> tuple[np.ndarray, n
 
 
 def ogbench_transition_rewards(task_env_id: str, rows: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Rewards and masks of an OGBench dataset's transitions from the state each one lands in (`next_qpos`,
-    `next_button_states`), as the environment rewards them online. (`ogbench.relabel_dataset` scores the state a
-    transition starts from instead, one step earlier.)"""
+    """Rewards and masks of an OGBench dataset's transitions as the environment returns them online: its singletask
+    environments score the state BEFORE the action (`success_timing='pre'`), so each row is scored at the state it
+    starts from (`qpos`, `button_states`, the state of its observation), as `ogbench.relabel_dataset` does."""
     from wsrl.data.transitions import DataError
-    if "next_qpos" not in rows:
+    if "qpos" not in rows:
         raise DataError(f"OGBench task {task_env_id}: the dataset has no 'qpos' to compute rewards from; use the "
                         f"npz files OGBench ships (they store qpos, qvel and button_states) or a file with rewards")
-    needed = [k for k in ("qpos", "button_states") if f"next_{k}" in rows]
-    rewards, successes = ogbench_state_rewards(task_env_id, {k: rows[f"next_{k}"] for k in needed})
+    rewards, successes = ogbench_state_rewards(task_env_id, {k: rows[k] for k in ("qpos", "button_states")
+                                                             if k in rows})
     return rewards, 1.0 - successes.astype(np.float32)
 
 
@@ -146,11 +146,60 @@ def franka_kitchen(tasks: tuple[str, ...], max_steps: int) -> gym.Env:
                    lambda info, r: r >= len(tasks), ("observation",))
 
 
+class EndOnSuccess(gym.Wrapper):
+    """Terminates the episode at the first step with info["success"]: reaching the goal ends the task, as the
+    paper's Adroit binary environments do (the authors' AdroitTerminalWrapper); values stay bounded by r_pos."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated or info["success"], truncated, info
+
+
 def adroit_binary(env_id: str, max_steps: int) -> gym.Env:
     env = _make(env_id, max_steps)
     # The paper's binary Adroit reward: 0 when the goal is achieved, -1 otherwise.
-    return TaskEnv(env, lambda r, info: 0.0 if info.get("success", False) else -1.0,
-                   lambda info, r: info.get("success", False), None)
+    return EndOnSuccess(TaskEnv(env, lambda r, info: 0.0 if info.get("success", False) else -1.0,
+                                lambda info, r: info.get("success", False), None))
+
+
+# Per-step success flags of Adroit files: D4RL's infos/goal_achieved, gymnasium-robotics' info["success"] (Minari).
+ADROIT_SUCCESS_FLAGS = ("goal_achieved", "success")
+
+
+def rows_to_last_success(success, episode_ends) -> np.ndarray:
+    """Boolean row mask: each episode's rows up to and including its LAST success; episodes that never succeed
+    are dropped (a trajectory -1 -1 0 0 -1 keeps -1 -1 0 0)."""
+    success, ends = np.asarray(success, bool), np.flatnonzero(episode_ends)
+    keep = np.zeros(len(success), bool)
+    for start, stop in zip(np.concatenate([[0], ends[:-1] + 1]), ends + 1):
+        hits = np.flatnonzero(success[start:stop])
+        if hits.size:
+            keep[start:start + hits[-1] + 1] = True
+    return keep
+
+
+def adroit_binary_dataset(source: str, data, flags: dict):
+    """The paper's offline Adroit binary data (`get_hand_dataset_with_mc_calculation`) from a D4RL or Minari
+    adroit file: reward 0 where the file flags the goal achieved, -1 elsewhere (the file's dense rewards are
+    ignored); only trajectories with a success, each cut after its last one; every success step is a terminal."""
+    from wsrl.data.transitions import FIELDS, DataError, Transitions
+    key = next((k for k in ADROIT_SUCCESS_FLAGS if k in flags), None)
+    if key is None:
+        raise DataError(f"{source}: no per-step success flags for the Adroit binary reward: it needs "
+                        f"infos/goal_achieved (D4RL adroit HDF5) or the episode infos 'success' (Minari, as the "
+                        f"AdroitHand envs report it); one-value-per-step infos found: {sorted(flags) or 'none'}. "
+                        f"Use the D4RL or Minari file with its infos (collect with "
+                        f"minari.DataCollector(..., record_infos=True))")
+    success = np.asarray(flags[key])
+    if not np.isin(success, (0, 1)).all():
+        raise DataError(f"{source}: success flags '{key}' hold values other than 0/1 ({np.unique(success)[:5]})")
+    keep = rows_to_last_success(success, data.episode_ends())
+    if not keep.any():
+        raise DataError(f"{source}: no trajectory reaches the goal ('{key}' is never set on a transition), so the "
+                        f"Adroit binary data would be empty; use a dataset with successful episodes")
+    done = success[keep].astype(bool)
+    rows = {k: getattr(data, k)[keep] for k in FIELDS}
+    return Transitions.from_arrays(source, **{**rows, "rewards": np.where(done, 0.0, -1.0), "terminals": done})
 
 
 def locomotion(env_id: str, max_steps: int) -> gym.Env:

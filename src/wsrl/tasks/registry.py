@@ -31,13 +31,15 @@ class Task:
     max_episode_steps: int
     reward_transform: RewardTransform
     sparse_negative_reward: float | None  # the TRANSFORMED per-step failure reward of sparse tasks
-    metric: str  # success, tasks_solved, normalized_return
+    metric: str  # success, final_reward, normalized_return
     ref_min_return: float
     ref_max_return: float
     preset: str  # hyper-parameter family (config.PRESETS)
     datagen_recipe: str | None = None
     source_hint: str = ""
     reward_fn: Callable | None = dataclasses.field(default=None, repr=False)  # rewards of OGBench npz files
+    # transform(source, data, flags) of a loaded D4RL/Minari file with its per-step infos (loaders.Transform)
+    dataset_transform: Callable | None = dataclasses.field(default=None, repr=False)
 
     def make_env(self, seed: int):
         env = self.factory(self.max_episode_steps)
@@ -57,13 +59,19 @@ class Task:
         return f"Put the dataset at {self.dataset_path} or pass --dataset FILE. {self.source_hint}"
 
 
-def normalized_score(task: Task, returns, successes) -> float:
-    """D4RL-style 0-100 score: success rate, sub-tasks solved, or normalized return."""
-    returns, successes = np.asarray(returns, np.float64), np.asarray(successes, np.float64)
+def normalized_score(task: Task, returns, successes, final_rewards=None) -> float:
+    """D4RL-style 0-100 score from per-episode returns, successes and last-step rewards: success rate, normalized
+    return, or (metric final_reward) the normalized reward of each episode's last step."""
     if task.metric == "success":
-        return float(100.0 * successes.mean())
-    # kitchen: the raw return counts sub-goals; the final count is what D4RL scores (ref 0..4)
-    return float(100.0 * (returns.mean() - task.ref_min_return) / (task.ref_max_return - task.ref_min_return))
+        return float(100.0 * np.mean(np.asarray(successes, np.float64)))
+    if task.metric == "final_reward":
+        if final_rewards is None:
+            raise ValueError(f"task {task.name!r} is scored on each episode's last reward: pass final_rewards")
+        values = final_rewards  # kitchen: the step's reward counts the sub-tasks done so far (ref 0..4)
+    else:
+        values = returns
+    mean = np.mean(np.asarray(values, np.float64))
+    return float(100.0 * (mean - task.ref_min_return) / (task.ref_max_return - task.ref_min_return))
 
 
 # ---- the table -----------------------------------------------------------------------------------------------
@@ -124,14 +132,16 @@ def _tasks() -> list[Task]:
                           -5.0, "success", 0.0, 1.0, "antmaze", None, D4RL_FILES))
     for name, tasks_ in KITCHEN_TASKS.items():
         tasks.append(Task(f"kitchen-{name}-v0", "kitchen", "FrankaKitchen-v1",
-                          functools.partial(envs.franka_kitchen, tasks_), 280, KITCHEN, None, "normalized_return",
+                          functools.partial(envs.franka_kitchen, tasks_), 280, KITCHEN, None, "final_reward",
                           0.0, 4.0, "kitchen", None,
                           f"Use Minari's D4RL/kitchen/{name}-v2 (FrankaKitchen-v1 has 59-d observations; D4RL's "
                           f"own kitchen files have 60)."))
     for name, (env_id, horizon) in ADROIT.items():
         tasks.append(Task(f"{name}-binary-v0", "adroit", env_id, functools.partial(envs.adroit_binary, env_id),
                           horizon, SPARSE_M10, -5.0, "success", 0.0, 1.0, "adroit", None,
-                          f"Use Minari's D4RL/{name}/*-v2 or the AWAC binary data converted to HDF5."))
+                          f"Use Minari's D4RL/{name}/*-v2 or D4RL's {name}-*-v1 HDF5: the binary rewards come "
+                          f"from their success flags (infos success / goal_achieved).",
+                          dataset_transform=envs.adroit_binary_dataset))
     for body, env_id in LOCOMOTION_ENVS.items():
         lo, hi = LOCOMOTION_REFS[body]
         for ds in ("random", "medium", "medium-replay", "medium-expert", "expert"):

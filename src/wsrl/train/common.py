@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -36,7 +37,7 @@ def load_training_data(task: Task, override: str | None, obs_dim: int, action_di
     source = dataset_source(task, override)
     if override is None and not Path(source).exists():
         raise DataError(f"task {task.name!r} has no dataset at {source}. {task.dataset_hint}")
-    data = load_dataset(source, reward_fn=task.reward_fn)
+    data = load_dataset(source, reward_fn=task.reward_fn, transform=task.dataset_transform)
     if data.obs_dim != obs_dim or data.act_dim != action_dim:
         raise DataError(f"{source}: observations/actions have sizes {data.obs_dim}/{data.act_dim} but the "
                         f"environment of task {task.name!r} has {obs_dim}/{action_dim}; this dataset belongs to "
@@ -56,7 +57,13 @@ def held_out_sample(data: Transitions, size: int, seed: int) -> dict | None:
 
 # ---- evaluation ----------------------------------------------------------------------------------------------
 
-def run_episode(env, act, seed: int) -> tuple[float, bool]:
+class Episode(NamedTuple):
+    ret: float  # sum of rewards
+    success: bool  # info["success"] on any step
+    final_reward: float  # the last step's reward (kitchen: the sub-tasks done by the episode's end)
+
+
+def run_episode(env, act, seed: int) -> Episode:
     obs, _ = env.reset(seed=seed)
     total, success = 0.0, False
     while True:
@@ -64,7 +71,16 @@ def run_episode(env, act, seed: int) -> tuple[float, bool]:
         total += float(reward)
         success = success or bool(info.get("success", False))
         if terminated or truncated:
-            return total, success
+            return Episode(total, success, float(reward))
+
+
+def score_episodes(task: Task, results: list[Episode]) -> dict:
+    """The task's normalized score, the mean return and the success rate of some episodes."""
+    returns = np.array([e.ret for e in results], np.float64)
+    successes = np.array([e.success for e in results], np.float64)
+    finals = np.array([e.final_reward for e in results], np.float64)
+    return {"score": normalized_score(task, returns, successes, finals), "return": float(returns.mean()),
+            "success": float(successes.mean())}
 
 
 def evaluate(task: Task, env, agent, episodes: int, seed: int) -> dict:
@@ -72,11 +88,7 @@ def evaluate(task: Task, env, agent, episodes: int, seed: int) -> dict:
     def act(obs):
         return np.asarray(agents.eval_actions(agent, obs[None].astype(np.float32))[0])
 
-    results = [run_episode(env, act, seed + i) for i in range(episodes)]
-    returns = np.array([r for r, _ in results])
-    successes = np.array([s for _, s in results], dtype=np.float64)
-    return {"score": normalized_score(task, returns, successes), "return": float(returns.mean()),
-            "success": float(successes.mean())}
+    return score_episodes(task, [run_episode(env, act, seed + i) for i in range(episodes)])
 
 
 def env_dims(env) -> tuple[int, int]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from wsrl import agents
-from wsrl.config import PRESETS, PretrainConfig, learner_config_for_pretrain, to_jsonable, validate_pretrain
+from wsrl.config import (PRESETS, PretrainConfig, learner_config_for_pretrain, pretrain_algorithm, to_jsonable,
+                         validate_pretrain)
 from wsrl.data.replay import offline_batch
 from wsrl.io import checkpoint
 from wsrl.io.runlog import MetricsLog, Progress
@@ -23,8 +24,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
     task = get_task(cfg.task)
     preset = PRESETS[task.preset]
     learner = learner_config_for_pretrain(cfg, preset)
+    algorithm = pretrain_algorithm(cfg, preset)
     steps = cfg.steps or preset.pretrain_steps
-    run_dir = common.default_run_dir(cfg, cfg.algorithm)
+    run_dir = common.default_run_dir(cfg, algorithm)
     common.check_run_dir(run_dir, cfg.resume)
     eval_env = task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(eval_env)
@@ -36,14 +38,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
         step, rng = loop["step"], common.rng_from_state(loop["rng"])
     else:
         common.write_run_config(run_dir, common.config_record(
-            "pretrain", cfg, task, method=cfg.algorithm, steps=steps, dataset_size=len(data),
+            "pretrain", cfg, task, method=algorithm, algorithm=algorithm, steps=steps, dataset_size=len(data),
             learner=to_jsonable(learner), pretrain_run=None, pretrain_steps=steps))
         agent = agents.create(learner, obs_dim, action_dim, cfg.seed)
         step, rng = 0, np.random.default_rng(cfg.seed)
 
     log = MetricsLog(run_dir)
     log.truncate_after(step)
-    progress = Progress(steps, start=step, enabled=cfg.progress, label=f"pretrain {cfg.algorithm}")
+    progress = Progress(steps, start=step, enabled=cfg.progress, label=f"pretrain {algorithm}")
     info = {}
     while step < steps:
         indices = rng.integers(0, len(data), size=(1, cfg.batch_size))
@@ -60,7 +62,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     progress.close(step, "pretrain")
     log.close()
     checkpoint.save(run_dir / CHECKPOINT_DIR, agent, obs_dim=obs_dim,
-                    extra={"task": task.name, "algorithm": cfg.algorithm, "pretrain_steps": steps,
+                    extra={"task": task.name, "algorithm": algorithm, "pretrain_steps": steps,
                            "pretrain_run": str(run_dir.resolve())})
     common.remove_state(run_dir)
     return run_dir

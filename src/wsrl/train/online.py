@@ -1,4 +1,4 @@
-"""Online fine-tuning: WSRL and every baseline, as one loop with options (SPEC §1, §5).
+"""Online fine-tuning: WSRL and every baseline, as one loop with options (docs/methods.md).
 
 Per environment step: choose who acts (frozen pre-trained policy during warmup or a JSRL roll-in, uniform
 random, or the learner), store the transition, and after the warmup make one jitted learner update on a batch of
@@ -73,7 +73,7 @@ def needs_dataset(cfg: FinetuneConfig, resolved: ResolvedFinetune) -> bool:
 
 def finetune(cfg: FinetuneConfig) -> Path:
     task = get_task(cfg.task)
-    resolved = resolve_finetune(cfg, PRESETS[task.preset])
+    resolved = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
     run_dir = common.default_run_dir(cfg, cfg.label or cfg.method)
     common.check_run_dir(run_dir, cfg.resume)
     env, eval_env = task.make_env(cfg.seed), task.make_env(cfg.seed + 10_000)
@@ -99,7 +99,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
     elif data is not None:
         held_out = common.held_out_sample(data, cfg.diagnostic_samples, cfg.seed)
 
-    buffer = ReplayBuffer(cfg.steps + resolved.warmup_steps + 1, obs_dim, action_dim)
+    buffer = ReplayBuffer(cfg.steps + resolved.warmup_steps + 1, obs_dim, action_dim, gamma=discount,
+                          sparse_negative_reward=task.sparse_negative_reward)
     if resolved.offline_fraction == 0 and resolved.warmup_source != "dataset":
         data = None  # no retention: drop the dataset before fine-tuning starts
     if cfg.resume:
@@ -119,7 +120,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
             data = data if resolved.offline_fraction > 0 else None
         snapshot_pre_agent(run_dir, pre_agent, obs_dim, held_out)
     mixer = BatchMixer(buffer, data, resolved.offline_fraction)
-    env_updates_start = resolved.warmup_steps if resolved.warmup_source in ("policy", "uniform") else 0
+    warmup_end = resolved.warmup_steps if resolved.warmup_source in ("policy", "uniform") else 0
+    # The buffer holds `prefill` rows before the first step (dataset warmup); updates wait for the warmup to end
+    # and for more than `update_after` rows.
+    prefill = resolved.warmup_steps if resolved.warmup_source == "dataset" else 0
+    updates_start = max(warmup_end, resolved.update_after - prefill)
 
     diagnostic_interval = cfg.diagnostic_interval or cfg.eval_interval
     log = MetricsLog(run_dir)
@@ -127,7 +132,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     progress = Progress(cfg.steps, start=loop.step, enabled=cfg.progress, label=cfg.label or cfg.method)
 
     def phase() -> str:
-        return "warmup" if loop.step < env_updates_start else "finetune"
+        return "warmup" if loop.step < warmup_end else "finetune"
 
     def record(info: dict, evaluate: bool = True) -> None:
         result = {}
@@ -149,16 +154,16 @@ def finetune(cfg: FinetuneConfig) -> Path:
     info = {}
     while loop.step < cfg.steps:
         act_key, key = jax.random.split(act_key)
-        action = choose_action(resolved, loop, agent, pre_agent, obs, key, rng, env_updates_start, action_dim)
+        action = choose_action(resolved, loop, agent, pre_agent, obs, key, rng, warmup_end, action_dim)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.insert(obs, action, float(task.reward_transform(np.float32(reward))), next_obs, terminated,
                       truncated)
         obs = next_obs
         loop.step += 1
         loop.rollin_left = max(loop.rollin_left - 1, 0)
-        if loop.step > env_updates_start:
+        if loop.step > updates_start:
             batch = mixer.sample(rng, resolved.utd, cfg.batch_size)
-            update_actor = loop.step > env_updates_start + cfg.freeze_policy_steps
+            update_actor = loop.step > updates_start + cfg.freeze_policy_steps
             agent, info = agents.update(agent, batch, update_actor=update_actor)
         if loop.step % cfg.eval_interval == 0 or loop.step == cfg.steps:
             record(info)
