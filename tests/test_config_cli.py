@@ -106,7 +106,7 @@ def test_run_copies_every_common_option_to_pretraining():
     values = {"task": "hopper-medium-v2", "seed": 7, "run_dir": "r", "dataset": "d.hdf5", "eval_interval": 123,
               "eval_episodes": 3, "batch_size": 64, "save_interval": 77, "resume": True, "progress": False,
               "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "actor_hidden_dims": (4,),
-              "subsample_with_replacement": True}
+              "subsample_with_replacement": True, "final_init_scale": 1.0}
     assert set(values) == {f.name for f in dataclasses.fields(C.CommonConfig)}, "a common option is untested"
     pre = C.pretrain_config_for(C.FinetuneConfig(method="wsrl", **values))
     assert {k: getattr(pre, k) for k in values} == values
@@ -186,3 +186,12 @@ def test_tasks_command_lists_tasks_and_how_to_get_data(capsys, tmp_path, monkeyp
 def test_unknown_task_on_the_command_line(capsys):
     assert cli.main(["pretrain", "--task", "hoper-medium-v2"]) == 2
     assert "Did you mean 'hopper-medium-v2'" in capsys.readouterr().err
+
+
+def test_last_hidden_layer_init_scale_is_the_familys_unless_given():
+    for family, scale in (("antmaze", 1e-2), ("adroit", 1e-2), ("locomotion", 1e-2), ("kitchen", None)):
+        assert C.learner_config_for_pretrain(C.PretrainConfig(), C.PRESETS[family]).final_init_scale == scale
+        assert resolve(family, method="sac-fast").learner.final_init_scale == scale
+    assert resolve(method="sac-fast", final_init_scale=1.5).learner.final_init_scale == 1.5
+    with pytest.raises(C.ConfigError, match="final_init_scale=0.0 must be > 0"):
+        resolve(method="sac-fast", final_init_scale=0.0)

@@ -100,6 +100,10 @@ class CommonConfig:
     actor_hidden_dims: tuple[int, ...] | None = _help("actor hidden sizes (default: family preset)", default=None)
     subsample_with_replacement: bool = _help("draw the random critic subsets with replacement (the authors' "
                                              "code) instead of without (REDQ)", default=False)
+    final_init_scale: float | None = _help("orthogonal init scale of the last hidden layer of new actor-critic "
+                                           "networks (default: family preset, the authors' kernel_scale_final: "
+                                           "0.01 on antmaze, adroit, locomotion; sqrt 2 like the other layers on "
+                                           "kitchen)", default=None)
 
 
 @dataclass
@@ -190,6 +194,10 @@ BASELINE_ENSEMBLE = {"num_critics": 2, "layer_norm": False}
 WSRL_ENSEMBLE = {"num_critics": 10, "layer_norm": True}
 
 
+def final_init_scale(cfg: CommonConfig, preset: Preset) -> float | None:
+    return preset.final_init_scale if cfg.final_init_scale is None else cfg.final_init_scale
+
+
 def pretrain_algorithm(cfg: PretrainConfig, preset: Preset) -> str:
     return cfg.algorithm or preset.pretrain_algorithm
 
@@ -211,7 +219,7 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
     return ActorCriticConfig(
         critic_hidden_dims=tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims), actor_hidden_dims=actor,
         critic_layer_norm=cfg.critic_layer_norm, actor_layer_norm=cfg.actor_layer_norm,
-        state_dependent_std=preset.state_dependent_std, final_init_scale=preset.final_init_scale,
+        state_dependent_std=preset.state_dependent_std, final_init_scale=final_init_scale(cfg, preset),
         num_critics=cfg.num_critics, critic_subsample=subsample,
         subsample_with_replacement=cfg.subsample_with_replacement, backup="max_over_actions",
         regularizer="calql" if algorithm == "cal-ql" else "cql",
@@ -254,6 +262,8 @@ def validate_common(cfg: CommonConfig) -> None:
         raise ConfigError(f"init_temperature={cfg.init_temperature} must be > 0")
     if not 0.0 <= cfg.discount < 1.0:
         raise ConfigError(f"discount={cfg.discount} must be in [0, 1)")
+    if cfg.final_init_scale is not None and not cfg.final_init_scale > 0:
+        raise ConfigError(f"final_init_scale={cfg.final_init_scale} must be > 0")
 
 
 def validate_pretrain(cfg: PretrainConfig) -> None:
@@ -334,7 +344,7 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Resol
             critic_hidden_dims=tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims),
             actor_hidden_dims=tuple(cfg.actor_hidden_dims or preset.actor_hidden_dims),
             critic_layer_norm=layer_norm, actor_layer_norm=layer_norm,
-            state_dependent_std=preset.state_dependent_std, final_init_scale=preset.final_init_scale,
+            state_dependent_std=preset.state_dependent_std, final_init_scale=final_init_scale(cfg, preset),
             num_critics=num_critics, critic_subsample=min(subsample, num_critics),
             subsample_with_replacement=cfg.subsample_with_replacement, backup=preset.online_backup,
             target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature)
