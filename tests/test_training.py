@@ -12,7 +12,7 @@ from wsrl.config import METHODS, ConfigError, FinetuneConfig, PretrainConfig
 from wsrl.data import DataError
 from wsrl.datagen import generate
 from wsrl.io.checkpoint import CheckpointError
-from wsrl.train import online
+from wsrl.train import online, rundir
 from wsrl.train.offline import pretrain
 from wsrl.train.online import finetune
 
@@ -98,7 +98,7 @@ def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
     cfg = finetune_cfg(workspace, "wsrl", "resume-kill", **kw)
     with pytest.raises(Kill):
         finetune(cfg)
-    assert (Path(cfg.run_dir) / "state" / "loop.json").exists()
+    assert rundir.current_snapshot(Path(cfg.run_dir)) is not None
     monkeypatch.setattr(online.agents, "update", real_update)
     resumed = read(finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True})))
     assert resumed == reference

@@ -15,7 +15,8 @@ from wsrl.config import (PRESETS, ConfigError, FinetuneConfig, PretrainConfig, l
                          validate_pretrain)
 from wsrl.io.checkpoint import architecture_problems
 from wsrl.tasks import get_task
-from wsrl.train.common import STATE_DIR, default_run_dir
+from wsrl.io.runlog import CONFIG_FILE
+from wsrl.train.common import default_run_dir
 from wsrl.train.offline import CHECKPOINT_DIR, pretrain
 from wsrl.train.online import finetune
 
@@ -50,9 +51,10 @@ def run(cfg: FinetuneConfig, algorithm: str | None = None, pretrain_steps: int |
     if pre is not None:
         pretrain_dir = base / "pretrain"
         if not (pretrain_dir / CHECKPOINT_DIR / "checkpoint.json").exists():
-            pretrain(dataclasses.replace(pre, run_dir=str(pretrain_dir), resume=(pretrain_dir / STATE_DIR).exists()))
+            pretrain(dataclasses.replace(pre, run_dir=str(pretrain_dir),
+                                         resume=(pretrain_dir / CONFIG_FILE).exists()))
     finetune_dir = base / "finetune"
     finetune(dataclasses.replace(
-        cfg, run_dir=str(finetune_dir), resume=(finetune_dir / STATE_DIR / "loop.json").exists(),
+        cfg, run_dir=str(finetune_dir), resume=(finetune_dir / CONFIG_FILE).exists(),
         checkpoint=str(pretrain_dir / CHECKPOINT_DIR) if pretrain_dir else None))
     return pretrain_dir, finetune_dir

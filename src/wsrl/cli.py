@@ -109,7 +109,8 @@ def cmd_datagen(args) -> None:
             raise C.ConfigError(f"--oracle {args.oracle} goes with --recipe oracle, not --recipe {args.recipe}")
         recipe_kw["kind"] = args.oracle
     path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
-                    fmt=args.format, progress=not args.quiet, checkpoint=args.checkpoint, **recipe_kw)
+                    fmt=args.format, progress=not args.quiet, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                    **recipe_kw)
     print(f"dataset written: {path}")
 
 
@@ -133,7 +134,7 @@ def cmd_summary(args) -> None:
 
 def cmd_demo(args) -> None:
     from wsrl.demo import demo
-    demo(Path(args.out), quick=args.quick)
+    demo(Path(args.out), quick=args.quick, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate a small maze dataset, pre-train, fine-tune, print a table and plot")
     p.add_argument("--out", default="runs/demo", help="directory for the demo's runs, table and plot")
     p.add_argument("--quick", action="store_true", help="a much shorter run (for smoke tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of pre-training and fine-tuning (default: 0)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("tasks", help="list the tasks, whether each dataset is present and how to get it")
@@ -168,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "action noise (noisy)")
     p.add_argument("--out", default=None, help="output path (default: the task's dataset path); with --format "
                    "minari, the dataset id (default: wsrl/<task>) under $MINARI_DATASETS_PATH")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset at the output path (without it, an existing one is refused "
+                        "before anything is generated)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_datagen)
 
@@ -207,7 +212,8 @@ def main(argv=None) -> int:
         print(f"wsrl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: continue with the same command plus --resume", file=sys.stderr)
+        print("\ninterrupted: continue with the same command plus --resume (from the last snapshot; a run stopped "
+              "before its first snapshot starts over)", file=sys.stderr)
         return 130
     return 0
 

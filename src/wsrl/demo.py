@@ -71,15 +71,16 @@ def _timed(stage: str, times: dict, fn, *args, **kwargs):
     return result
 
 
-def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(VARIANTS)) -> dict:
-    """Run (or reuse) every stage; return {label: run directory} plus timings."""
+def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(VARIANTS), seed: int = 0) -> dict:
+    """Run (or reuse) every stage; return {label: run directory} plus timings. `seed` seeds pre-training and
+    fine-tuning (the dataset is always generated with seed 0)."""
     out.mkdir(parents=True, exist_ok=True)
     times: dict = json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
     dataset = out / "dataset.hdf5"
     if not dataset.exists():
         _timed("datagen", times, generate, "maze-planner", TASK, dataset, steps=s.data_steps, seed=0,
                progress=progress)
-    common = dict(task=TASK, seed=0, dataset=str(dataset), eval_interval=s.eval_interval, discount=s.discount,
+    common = dict(task=TASK, seed=seed, dataset=str(dataset), eval_interval=s.eval_interval, discount=s.discount,
                   final_init_scale=s.final_init_scale,
                   eval_episodes=s.eval_episodes, critic_hidden_dims=s.hidden, actor_hidden_dims=s.hidden,
                   progress=progress)
@@ -87,7 +88,7 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
     if not _done(pre_dir):
         _timed("pretrain", times, pretrain, PretrainConfig(
             **common, algorithm="cal-ql", steps=s.pretrain_steps, init_temperature=s.init_temperature, num_critics=s.num_critics, run_dir=str(pre_dir),
-            save_interval=max(s.pretrain_steps // 4, 1), resume=(pre_dir / "state" / "loop.json").exists()))
+            save_interval=max(s.pretrain_steps // 4, 1), resume=(pre_dir / "config.json").exists()))
     runs = {}
     for label in variants:
         options = VARIANTS[label]
@@ -97,7 +98,7 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
                 **common, **options, label=label, checkpoint=str(pre_dir / CHECKPOINT_DIR), run_dir=str(run_dir),
                 steps=s.finetune_steps, warmup_steps=s.warmup_steps, num_critics=s.num_critics,
                 diagnostic_interval=s.diagnostic_interval, save_interval=max(s.finetune_steps // 4, 1),
-                resume=(run_dir / "state" / "loop.json").exists()))
+                resume=(run_dir / "config.json").exists()))
         runs[label] = run_dir
         (out / "times.json").write_text(json.dumps(times))
     return {"runs": runs, "pretrain": pre_dir, "times": times}
@@ -143,9 +144,9 @@ def format_demo_table(rows: dict, times: dict, s: DemoSettings) -> str:
     return "\n".join(lines)
 
 
-def demo(out: Path, quick: bool = False) -> str:
+def demo(out: Path, quick: bool = False, seed: int = 0) -> str:
     settings = QUICK if quick else DemoSettings()
-    result = run_demo(out, settings)
+    result = run_demo(out, settings, seed=seed)
     rows = {label: summarize_run(run) for label, run in result["runs"].items()}
     text = format_demo_table(rows, result["times"], settings) + "\n\n" + "\n".join(verdicts(rows))
     try:

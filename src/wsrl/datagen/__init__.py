@@ -6,6 +6,9 @@ of the generating policy."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +24,7 @@ from wsrl.tasks import Task, get_task
 
 RECIPES = ("maze-planner", "random", "policy", "oracle", "navigate")
 REFERENCE_EPISODES = 10
+HDF5_SUFFIXES = (".hdf5", ".h5")  # what wsrl.data.loaders reads as a D4RL file
 
 
 class RandomPolicy:
@@ -135,21 +139,68 @@ def reference(task: Task, policy, seed: int) -> dict:
     return {"return": mean_return, "success_rate": success}
 
 
-def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
+def check_noise(noise: float | None) -> None:
+    """NaN or a negative std would silently act as "no noise" (NoisyPolicy adds noise only when noise > 0)."""
+    if noise is not None and not (math.isfinite(noise) and noise >= 0):
+        raise ConfigError(f"--noise {noise} is not an action noise std: pass a finite number >= 0 (0 for no "
+                          f"noise), or leave --noise out for the recipe's default")
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists: where `mkdir(parents=True)` would start creating."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_parent_writable(path: Path) -> None:
+    """Refuse, before any generation, an output whose directory cannot be created or written to."""
+    base = nearest_existing(path.parent)
+    if not base.is_dir():
+        raise ConfigError(f"cannot write {path}: {base} is a file, not a directory; pass --out under a directory")
+    try:  # a real file, not os.access: that misses read-only mounts, ACLs and root on special file systems
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: directory {base} is not writable ({err.strerror}); pass --out in "
+                          f"a writable directory (or make {base} writable)") from None
+
+
+def check_hdf5_out(path: Path, overwrite: bool = False) -> None:
+    """Everything that would make writing `path` fail or destroy data, checked before the data is generated."""
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a directory; pass a file path such as {path / 'dataset.hdf5'}")
+    if path.suffix not in HDF5_SUFFIXES:
+        raise ConfigError(f"--out {path} needs the suffix .hdf5 (or .h5), which the loaders read as a D4RL file; "
+                          f"pass --out {path.with_suffix('.hdf5')}")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite to replace it, or --out another path")
+    check_parent_writable(path)
+
+
+def write_hdf5(path: Path, arrays: dict, metadata: dict, overwrite: bool = False) -> None:
+    """Atomically: readers never see half a file, and a failed write leaves no `.tmp` behind."""
     import h5py
+    path = Path(path)
+    check_hdf5_out(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
-            f.create_dataset(key, data=arrays[key], compression="gzip")
-        if "success" in arrays:
-            f.create_dataset("infos/success", data=arrays["success"])
-        for key in STATE_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
-            if key in arrays:
-                f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
-        for key, value in metadata.items():
-            f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-    tmp.replace(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+                f.create_dataset(key, data=arrays[key], compression="gzip")
+            if "success" in arrays:
+                f.create_dataset("infos/success", data=arrays["success"])
+            for key in STATE_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
+                if key in arrays:
+                    f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
+            for key, value in metadata.items():
+                f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        tmp.replace(path)
+    except BaseException:  # (a full disk, Ctrl-C) the old file, if any, is still intact
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def minari_id(task: str) -> str:
@@ -157,10 +208,34 @@ def minari_id(task: str) -> str:
     return f"wsrl/{task}" if task[-3:-1] == "-v" or task[-4:-2] == "-v" else f"wsrl/{task}-v0"
 
 
-def write_minari(dataset_id: str, arrays: dict, env, metadata: dict) -> Path:
-    """Write with Minari's own writer under $MINARI_DATASETS_PATH; episodes carry T+1 observations."""
+def minari_dir(dataset_id: str) -> Path:
+    """The directory Minari writes `dataset_id` to (the one `wsrl.data.loaders` reads it from)."""
+    from wsrl.data.loaders import minari_root
+    return minari_root() / dataset_id
+
+
+def check_minari_out(dataset_id: str, overwrite: bool = False) -> Path:
+    """A valid, writable and (unless `overwrite`) new Minari id, checked before the data is generated."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+    try:
+        parse_dataset_id(dataset_id)
+    except (ValueError, TypeError):  # (Minari fails on an id without -vN with a TypeError)
+        raise ConfigError(f"--out {dataset_id!r} is not a Minari dataset id; pass an id such as "
+                          f"{minari_id('my-dataset')} (a name with a -vN version, optionally namespace/)") from None
+    path = minari_dir(dataset_id)
+    if path.exists() and not overwrite:
+        raise ConfigError(f"Minari dataset {dataset_id!r} already exists at {path}; pass --overwrite to replace "
+                          f"it, or --out another id")
+    check_parent_writable(path)
+    return path
+
+
+def write_minari(dataset_id: str, arrays: dict, env, metadata: dict, overwrite: bool = False) -> Path:
+    """Write with Minari's own writer under $MINARI_DATASETS_PATH; episodes carry T+1 observations. An existing
+    dataset is moved aside (hidden, so Minari's listings skip it) until the new one is written."""
     import minari
     from minari.data_collector.episode_buffer import EpisodeBuffer
+    path = check_minari_out(dataset_id, overwrite)
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
     starts = np.concatenate([[0], ends[:-1] + 1])
     episodes = [EpisodeBuffer(
@@ -168,11 +243,22 @@ def write_minari(dataset_id: str, arrays: dict, env, metadata: dict) -> Path:
         actions=arrays["actions"][a:b + 1], rewards=arrays["rewards"][a:b + 1],
         terminations=arrays["terminals"][a:b + 1], truncations=arrays["timeouts"][a:b + 1],
         infos={"success": arrays["success"][a:b + 1]}) for i, (a, b) in enumerate(zip(starts, ends))]
-    dataset = minari.create_dataset_from_buffers(
-        dataset_id, episodes, observation_space=env.observation_space, action_space=env.action_space,
-        algorithm_name=metadata["generator"], ref_min_score=metadata["ref_random_return"],
-        ref_max_score=metadata["ref_generator_return"], description=metadata["command"],
-        code_permalink="wsrl " + metadata["git_commit"])
+    aside = path.with_name(f".{path.name}.replaced")
+    shutil.rmtree(aside, ignore_errors=True)  # left by a killed earlier write
+    if path.exists():
+        path.rename(aside)
+    try:
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id, episodes, observation_space=env.observation_space, action_space=env.action_space,
+            algorithm_name=metadata["generator"], ref_min_score=metadata["ref_random_return"],
+            ref_max_score=metadata["ref_generator_return"], description=metadata["command"],
+            code_permalink="wsrl " + metadata["git_commit"])
+    except BaseException:  # no half-written dataset; the old one, if any, comes back
+        shutil.rmtree(path, ignore_errors=True)
+        if aside.exists():
+            aside.rename(path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
     return Path(dataset.spec.data_path)
 
 
@@ -181,17 +267,19 @@ def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> 
     t = task.reward_transform
     arrays = {k: buffer_state[k] for k in ("observations", "actions", "next_observations", "terminals", "timeouts")}
     arrays["rewards"] = ((buffer_state["rewards"] - t.bias) / t.scale).astype(np.float32)
+    # the run's own file: a resumed run that had already written it writes it again
     write_hdf5(Path(path), arrays, {"generator": "wsrl.datagen/replay", "task": task.name, **provenance(),
-                                    **metadata})
+                                    **metadata}, overwrite=True)
     return Path(path)
 
 
 def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,
              fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None,
-             checkpoint: str | Path | None = None, **recipe_kwargs) -> Path:
+             checkpoint: str | Path | None = None, overwrite: bool = False, **recipe_kwargs) -> Path:
     """Generate `steps` transitions of `task` with `recipe`, write them to `out` (a file path for hdf5, a dataset
     id under $MINARI_DATASETS_PATH for minari); deterministic for a seed. The `policy` recipe rolls out the
-    policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`."""
+    policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`. An existing `out` is refused
+    unless `overwrite`; every check on `out` runs before anything is generated."""
     if fmt not in ("hdf5", "minari"):
         raise ConfigError(f"unknown format {fmt!r}; choose hdf5 or minari")
     if steps <= 0:
@@ -200,6 +288,11 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         raise ConfigError(f"a policy (--checkpoint) goes with recipe 'policy' or 'navigate', not {recipe!r}")
     if policy_fn is not None and checkpoint is not None:
         raise ConfigError("pass a checkpoint or a policy_fn, not both")
+    check_noise(noise)
+    if fmt == "minari":
+        check_minari_out(str(out), overwrite)
+    else:
+        check_hdf5_out(Path(out), overwrite)
     spec = get_task(task)
     env = spec.make_env(seed)
     if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
@@ -230,7 +323,7 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
                 "ref_generator_return": gen_return, "ref_generator_success": gen_success,
                 "recipe_kwargs": recipe_kwargs}
     if fmt == "minari":
-        return write_minari(str(out), arrays, env, metadata)
+        return write_minari(str(out), arrays, env, metadata, overwrite)
     out = Path(out)
-    write_hdf5(out, arrays, metadata)
+    write_hdf5(out, arrays, metadata, overwrite)
     return out

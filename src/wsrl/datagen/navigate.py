@@ -118,7 +118,7 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
     kind = "stitch" if "-stitch-" in task_env_id else "navigate"
     with global_numpy_seed(seed):  # the maze draws its start noise from NumPy's global generator
         episodes = _episodes(task_env_id, kind, low_level, steps, seed, noise, progress)
-    return join_and_label(episodes, task_env_id), noise
+        return join_and_label(episodes, task_env_id), noise
 
 
 def _episodes(task_env_id: str, kind: str, low_level: Callable, steps: int, seed: int, noise: float,

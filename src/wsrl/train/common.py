@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,17 +11,15 @@ import jax
 import numpy as np
 
 from wsrl import agents
-from wsrl.config import CommonConfig, ConfigError, to_jsonable
+from wsrl.config import CommonConfig, to_jsonable
 from wsrl.data import DataError
 from wsrl.data.loaders import load_dataset
 from wsrl.data.replay import offline_batch
 from wsrl.data.returns import mc_returns_to_go
 from wsrl.data.transitions import Transitions
 from wsrl.io.provenance import provenance
-from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE
+from wsrl.io.runlog import CONFIG_FILE
 from wsrl.tasks import Task, normalized_score
-
-STATE_DIR = "state"
 
 
 # ---- data ----------------------------------------------------------------------------------------------------
@@ -101,18 +98,15 @@ def default_run_dir(cfg: CommonConfig, name: str) -> Path:
     return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / cfg.task / name / f"seed{cfg.seed}"
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Before anything is written: a fresh run needs an unused directory; a resumed one needs a snapshot."""
-    has_snapshot = (run_dir / STATE_DIR / "loop.json").exists()
-    if resume and not has_snapshot:
-        raise ConfigError(f"--resume: {run_dir} holds no snapshot to continue from (start it without --resume)")
-    if not resume and (run_dir / METRICS_FILE).exists():
-        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+def run_record(kind: str, cfg, task: Task, **extra) -> dict:
+    """What config.json records of a run (without provenance), as JSON reads it back."""
+    record = {**dataclasses.asdict(cfg), "kind": kind, "task": task.name, "family": task.family, **extra}
+    return json.loads(json.dumps(to_jsonable(record)))
 
 
 def write_run_config(run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps({**to_jsonable(record), **provenance()}, indent=2))
+    (run_dir / CONFIG_FILE).write_text(json.dumps({**record, **provenance()}, indent=2))
 
 
 def rng_state(rng: np.random.Generator) -> dict:
@@ -125,18 +119,6 @@ def rng_from_state(state: dict) -> np.random.Generator:
     return rng
 
 
-def write_loop_state(run_dir: Path, loop: dict) -> None:
-    """The snapshot is complete only once loop.json is written (last, atomically)."""
-    path = run_dir / STATE_DIR / "loop.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(loop))
-    tmp.replace(path)
-
-
-def read_loop_state(run_dir: Path) -> dict:
-    return json.loads((run_dir / STATE_DIR / "loop.json").read_text())
-
-
 def key_to_list(key) -> list[int]:
     return np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
                       else key).tolist()
@@ -144,11 +126,3 @@ def key_to_list(key) -> list[int]:
 
 def key_from_list(values) -> jax.Array:
     return jax.numpy.asarray(np.array(values, dtype=np.uint32))
-
-
-def remove_state(run_dir: Path) -> None:
-    shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
-
-
-def config_record(kind: str, cfg, task: Task, **extra) -> dict:
-    return {**dataclasses.asdict(cfg), "kind": kind, "task": task.name, "family": task.family, **extra}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,18 @@ from wsrl.data.replay import offline_batch
 from wsrl.io import checkpoint
 from wsrl.io.runlog import MetricsLog, Progress
 from wsrl.tasks import get_task
-from wsrl.train import common
+from wsrl.train import common, rundir
 
 CHECKPOINT_DIR = "checkpoint"
 
 
 def pretrain(cfg: PretrainConfig) -> Path:
     """Run (or resume) offline pre-training; returns the run directory (checkpoint in `<run>/checkpoint`)."""
+    with contextlib.ExitStack() as lock:
+        return _pretrain(cfg, lock)
+
+
+def _pretrain(cfg: PretrainConfig, lock: contextlib.ExitStack) -> Path:
     validate_pretrain(cfg)
     task = get_task(cfg.task)
     preset = PRESETS[task.preset]
@@ -27,19 +34,26 @@ def pretrain(cfg: PretrainConfig) -> Path:
     algorithm = pretrain_algorithm(cfg, preset)
     steps = cfg.steps or preset.pretrain_steps
     run_dir = common.default_run_dir(cfg, algorithm)
-    common.check_run_dir(run_dir, cfg.resume)
+    record = common.run_record("pretrain", cfg, task, method=algorithm, algorithm=algorithm, steps=steps,
+                               learner=to_jsonable(learner), pretrain_run=None, pretrain_steps=steps)
+    start = rundir.prepare(run_dir, cfg.resume, record)
+    if start != "fresh":  # the directory exists: hold it before reading its snapshot
+        lock.enter_context(rundir.locked(run_dir))
     eval_env = task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(eval_env)
     data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount)
 
-    if cfg.resume:
-        agent, _ = checkpoint.load(run_dir / common.STATE_DIR / "agent")
-        loop = common.read_loop_state(run_dir)
+    if start == "fresh":
+        lock.enter_context(rundir.locked(run_dir))
+    if start == "restart":
+        rundir.clear(run_dir)
+    if start == "continue":
+        snapshot_dir = rundir.current_snapshot(run_dir)
+        agent, _ = checkpoint.load(snapshot_dir / "agent")
+        loop = json.loads((snapshot_dir / "loop.json").read_text())
         step, rng = loop["step"], common.rng_from_state(loop["rng"])
     else:
-        common.write_run_config(run_dir, common.config_record(
-            "pretrain", cfg, task, method=algorithm, algorithm=algorithm, steps=steps, dataset_size=len(data),
-            learner=to_jsonable(learner), pretrain_run=None, pretrain_steps=steps))
+        common.write_run_config(run_dir, {**record, "dataset_size": len(data)})
         agent = agents.create(learner, obs_dim, action_dim, cfg.seed)
         step, rng = 0, np.random.default_rng(cfg.seed)
 
@@ -64,10 +78,13 @@ def pretrain(cfg: PretrainConfig) -> Path:
     checkpoint.save(run_dir / CHECKPOINT_DIR, agent, obs_dim=obs_dim,
                     extra={"task": task.name, "algorithm": algorithm, "pretrain_steps": steps,
                            "pretrain_run": str(run_dir.resolve())})
-    common.remove_state(run_dir)
+    rundir.remove_state(run_dir)
     return run_dir
 
 
 def snapshot(run_dir: Path, agent, obs_dim: int, step: int, rng: np.random.Generator) -> None:
-    checkpoint.save(run_dir / common.STATE_DIR / "agent", agent, obs_dim=obs_dim)
-    common.write_loop_state(run_dir, {"step": step, "rng": common.rng_state(rng)})
+    def write(directory: Path) -> None:
+        checkpoint.save(directory / "agent", agent, obs_dim=obs_dim)
+        (directory / "loop.json").write_text(json.dumps({"step": step, "rng": common.rng_state(rng)}))
+
+    rundir.write_snapshot(run_dir, step, write)

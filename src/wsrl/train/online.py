@@ -8,7 +8,9 @@ Evaluation, diagnostics and resumable snapshots happen at fixed step counts / ep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -22,7 +24,7 @@ from wsrl.data.replay import BatchMixer, ReplayBuffer
 from wsrl.io import checkpoint
 from wsrl.io.runlog import MetricsLog, Progress
 from wsrl.tasks import get_task
-from wsrl.train import common
+from wsrl.train import common, rundir
 from wsrl.train.diagnostics import diagnostics
 
 JSRL_GEOMETRIC_P = 0.01  # roll-in length ~ Geometric(1 - 0.99): mean 100 steps (paper App. I)
@@ -72,29 +74,41 @@ def needs_dataset(cfg: FinetuneConfig, resolved: ResolvedFinetune) -> bool:
 
 
 def finetune(cfg: FinetuneConfig) -> Path:
+    with contextlib.ExitStack() as lock:
+        return _finetune(cfg, lock)
+
+
+def _finetune(cfg: FinetuneConfig, lock: contextlib.ExitStack) -> Path:
     task = get_task(cfg.task)
     resolved = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
     run_dir = common.default_run_dir(cfg, cfg.label or cfg.method)
-    common.check_run_dir(run_dir, cfg.resume)
+    record = common.run_record("finetune", cfg, task, method=cfg.label or cfg.method, base_method=cfg.method,
+                               algorithm="sac" if resolved.method.learner == "sac" else cfg.method,
+                               resolved=resolved)
+    start = rundir.prepare(run_dir, cfg.resume, record)
+    resume = start == "continue"
+    if start != "fresh":  # the directory exists: hold it before reading its snapshot
+        lock.enter_context(rundir.locked(run_dir))
     env, eval_env = task.make_env(cfg.seed), task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(env)
 
     # Everything that can fail on bad input happens before the run directory is touched.
-    if cfg.resume:
-        agent, _ = checkpoint.load(run_dir / common.STATE_DIR / "agent")
-        pre_agent, _ = checkpoint.load(run_dir / common.STATE_DIR / "pre_agent")
+    snapshot_dir = rundir.current_snapshot(run_dir) if resume else None
+    if resume:
+        agent, _ = checkpoint.load(snapshot_dir / "agent")
+        pre_agent, _ = checkpoint.load(run_dir / rundir.STATE_DIR / "pre_agent")
     else:
         agent, pre_agent = build_agents(cfg, resolved, obs_dim, action_dim)
     discount = agent.config.discount
     data, held_out = None, None
     if needs_dataset(cfg, resolved):
         data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
-    elif cfg.diagnostic_samples > 0 and not cfg.resume:
+    elif cfg.diagnostic_samples > 0 and not resume:
         try:
             data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
         except (DataError, FileNotFoundError) as err:
             print(f"[wsrl] no offline diagnostics: {err}")
-    if cfg.resume:
+    if resume:
         held_out = _load_held_out(run_dir)
     elif data is not None:
         held_out = common.held_out_sample(data, cfg.diagnostic_samples, cfg.seed)
@@ -103,17 +117,18 @@ def finetune(cfg: FinetuneConfig) -> Path:
                           sparse_negative_reward=task.sparse_negative_reward)
     if resolved.offline_fraction == 0 and resolved.warmup_source != "dataset":
         data = None  # no retention: drop the dataset before fine-tuning starts
-    if cfg.resume:
-        loop = Loop(**common.read_loop_state(run_dir))
-        buffer.load(run_dir / common.STATE_DIR / "buffer.npz")
+    if start == "fresh":
+        lock.enter_context(rundir.locked(run_dir))
+    if start == "restart":
+        rundir.clear(run_dir)
+    if resume:
+        loop = Loop(**json.loads((snapshot_dir / "loop.json").read_text()))
+        buffer.load(snapshot_dir / "buffer.npz")
         rng, act_key = common.rng_from_state(loop.rng), common.key_from_list(loop.act_key)
     else:
         pretrain_meta = checkpoint.read_meta(cfg.checkpoint) if cfg.checkpoint else {}
-        common.write_run_config(run_dir, common.config_record(
-            "finetune", cfg, task, method=cfg.label or cfg.method, base_method=cfg.method,
-            algorithm="sac" if resolved.method.learner == "sac" else cfg.method,
-            resolved=resolved, pretrain_run=pretrain_meta.get("pretrain_run"),
-            pretrain_steps=pretrain_meta.get("pretrain_steps")))
+        common.write_run_config(run_dir, {**record, "pretrain_run": pretrain_meta.get("pretrain_run"),
+                                          "pretrain_steps": pretrain_meta.get("pretrain_steps")})
         loop, rng, act_key = Loop(), np.random.default_rng(cfg.seed), jax.random.PRNGKey(cfg.seed + 1)
         if resolved.warmup_source == "dataset":
             fill_from_dataset(buffer, data, resolved.warmup_steps, rng)
@@ -147,7 +162,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         log.write({"step": loop.step, "phase": phase(), **result, **diag,
                    **{f"train/{k}": float(v) for k, v in info.items()}})
 
-    if not cfg.resume:
+    if not resume:
         record({})  # step 0: the pre-trained agent
     obs, _ = env.reset(seed=episode_seed(cfg.seed, loop.episode))
     loop.rollin_left = jsrl_rollin(resolved, cfg, loop.step, rng)
@@ -188,7 +203,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         from wsrl.datagen import write_replay
         write_replay(run_dir / "replay.hdf5", buffer.state_dict(), task,
                      {"run_dir": str(run_dir.resolve()), "method": cfg.method, "seed": cfg.seed})
-    common.remove_state(run_dir)
+    rundir.remove_state(run_dir)
     return run_dir
 
 
@@ -221,14 +236,14 @@ def fill_from_dataset(buffer: ReplayBuffer, data, count: int, rng: np.random.Gen
 
 
 def snapshot_pre_agent(run_dir: Path, pre_agent, obs_dim: int, held_out: dict | None) -> None:
-    state = run_dir / common.STATE_DIR
+    state = run_dir / rundir.STATE_DIR
     checkpoint.save(state / "pre_agent", pre_agent, obs_dim=obs_dim)
     if held_out is not None:
         np.savez(state / "held_out.npz", **held_out)
 
 
 def _load_held_out(run_dir: Path) -> dict | None:
-    path = run_dir / common.STATE_DIR / "held_out.npz"
+    path = run_dir / rundir.STATE_DIR / "held_out.npz"
     if not path.exists():
         return None
     with np.load(path) as f:
@@ -236,8 +251,11 @@ def _load_held_out(run_dir: Path) -> dict | None:
 
 
 def snapshot(run_dir: Path, agent, buffer: ReplayBuffer, loop: Loop, rng, act_key, obs_dim: int) -> None:
-    state = run_dir / common.STATE_DIR
-    checkpoint.save(state / "agent", agent, obs_dim=obs_dim)
-    buffer.save(state / "buffer.npz")
     loop.rng, loop.act_key = common.rng_state(rng), common.key_to_list(act_key)
-    common.write_loop_state(run_dir, dataclasses.asdict(loop))
+
+    def write(directory: Path) -> None:
+        checkpoint.save(directory / "agent", agent, obs_dim=obs_dim)
+        buffer.save(directory / "buffer.npz")
+        (directory / "loop.json").write_text(json.dumps(dataclasses.asdict(loop)))
+
+    rundir.write_snapshot(run_dir, loop.step, write)
