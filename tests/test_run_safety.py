@@ -196,3 +196,20 @@ def test_cli_reports_a_busy_run_directory_in_one_line(dataset, tmp_path, capsys)
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"PID {os.getpid()}" in err[0]
+
+
+def test_a_run_directory_that_is_a_file_or_read_only_is_one_clear_error(dataset, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert cli.main(["pretrain", "--task", TASK, "--dataset", dataset, "--run-dir", str(blocker), "--steps", "5",
+                     "--progress", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot use" in err[0] and str(blocker) in err[0]
+    assert blocker.read_text() == "not a directory"
+
+
+def test_negative_seed_and_unknown_family_are_refused(capsys):
+    assert cli.main(["pretrain", "--task", TASK, "--seed", "-1"]) == 2
+    assert "seed=-1 must be >= 0" in capsys.readouterr().err
+    assert cli.main(["tasks", "--family", "antmze"]) == 2
+    assert "Did you mean 'antmaze'" in capsys.readouterr().err

@@ -87,6 +87,8 @@ def cmd_tasks(args) -> None:
     from wsrl.tasks import describe_tasks
     rows = describe_tasks()
     if args.family:
+        families = sorted({r["family"] for r in rows})
+        C.choose("family", args.family, families)
         rows = [r for r in rows if r["family"] == args.family]
     for row in rows:
         present = "yes" if row["dataset_present"] else "no"

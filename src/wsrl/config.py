@@ -255,6 +255,8 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None, steps
 
 
 def validate_common(cfg: CommonConfig) -> None:
+    if cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed} must be >= 0")
     for name in ("eval_interval", "eval_episodes", "batch_size", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a positive integer")

@@ -40,9 +40,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 @contextlib.contextmanager
 def locked(run_dir: Path):
     """Hold an exclusive lock on the run directory for the run's lifetime; a second process stops at once."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    handle = open(path, "a+")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK_FILE, "a+")
+    except OSError as err:  # a file in the way, a read-only folder, ...
+        raise RunDirError(f"cannot use {run_dir} as a run directory ({err.strerror or err}): choose a writable "
+                          f"--run-dir that is not a file") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
