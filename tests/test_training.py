@@ -160,6 +160,9 @@ def test_retention_mixes_the_requested_share(workspace, monkeypatch):
     ({"method": "rlpd", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5"),
     ({"method": "cql-ft"}, ConfigError, "pre-trained with cal-ql"),
     ({"method": "wsrl", "num_critics": 3}, CheckpointError, "num_critics: checkpoint has 4"),
+    ({"method": "calql-ft", "num_critics": 3}, CheckpointError, "num_critics: checkpoint has 4"),
+    ({"method": "iql-ft", "discount": 0.9}, CheckpointError, "discount: checkpoint has 0.99"),
+    ({"method": "sac-fast", "dataset": "/nonexistent.hdf5"}, DataError, "/nonexistent.hdf5"),  # diagnostics only
     ({"method": "wsrl", "task": "pointmaze-medium-navigate-singletask-task1-v0"}, ConfigError,
      "pre-trained on task 'pointmaze-umaze-v0'"),
 ])

@@ -61,12 +61,28 @@ def build_agents(cfg: FinetuneConfig, resolved: ResolvedFinetune, obs_dim: int, 
                               f"pre-trained with {meta['algorithm']}; pre-train with `--algorithm {expected}`")
         checkpoint.check_sizes(meta, obs_dim, action_dim, cfg.checkpoint)
         agent, _ = checkpoint.load(cfg.checkpoint)
+        check_continued_options(cfg, agent.config)
         return agent, agent
     agent = checkpoint.warm_start(cfg.checkpoint, resolved.learner, obs_dim, action_dim, init=resolved.init,
                                   seed=cfg.seed) if resolved.init != "none" else \
         agents.create(resolved.learner, obs_dim, action_dim, cfg.seed)
     pre = checkpoint.load(cfg.checkpoint)[0] if cfg.checkpoint else agent
     return agent, pre
+
+
+def check_continued_options(cfg: FinetuneConfig, saved) -> None:
+    """A method that continues its checkpoint's learner cannot change it: options that differ are refused (not
+    silently ignored while config.json records them)."""
+    given = {"num_critics": (cfg.num_critics, saved.num_critics),
+             "critic_hidden_dims": (cfg.critic_hidden_dims, saved.critic_hidden_dims),
+             "actor_hidden_dims": (cfg.actor_hidden_dims, saved.actor_hidden_dims),
+             "layer_norm": (cfg.layer_norm, saved.critic_layer_norm), "discount": (cfg.discount, saved.discount)}
+    problems = [f"{name}: checkpoint has {have}, fine-tuning asks for {want}"
+                for name, (want, have) in given.items() if want is not None and want != have]
+    if problems:
+        raise checkpoint.CheckpointError(
+            f"method {cfg.method!r} continues the learner of {cfg.checkpoint}, which these options would change:\n"
+            f"  - " + "\n  - ".join(problems) + "\nDrop them or pass the checkpoint's values.")
 
 
 def needs_dataset(cfg: FinetuneConfig, resolved: ResolvedFinetune) -> bool:
@@ -107,6 +123,8 @@ def _finetune(cfg: FinetuneConfig, lock: contextlib.ExitStack) -> Path:
         try:
             data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
         except (DataError, FileNotFoundError) as err:
+            if cfg.dataset is not None:  # a dataset the user named must load, even for diagnostics only
+                raise
             print(f"[wsrl] no offline diagnostics: {err}")
     if resume:
         held_out = _load_held_out(run_dir)
