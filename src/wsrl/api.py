@@ -14,8 +14,8 @@ from wsrl.config import (PRESETS, ConfigError, FinetuneConfig, PretrainConfig, l
                          needs_pretraining, pretrain_algorithm, pretrain_config_for, resolve_finetune,
                          validate_pretrain)
 from wsrl.io.checkpoint import architecture_problems
-from wsrl.tasks import get_task
 from wsrl.io.runlog import CONFIG_FILE
+from wsrl.tasks import get_task
 from wsrl.train.common import default_run_dir
 from wsrl.train.offline import CHECKPOINT_DIR, pretrain
 from wsrl.train.online import finetune
@@ -38,7 +38,8 @@ def check_stages_fit(cfg: FinetuneConfig, pre: PretrainConfig) -> None:
                           f"pre-training these options give:\n  - " + "\n  - ".join(problems))
 
 
-def run(cfg: FinetuneConfig, algorithm: str | None = None, pretrain_steps: int | None = None) -> tuple[Path | None, Path]:
+def run(cfg: FinetuneConfig, algorithm: str | None = None,
+        pretrain_steps: int | None = None) -> tuple[Path | None, Path]:
     """Pre-train what the method starts from (unless it starts from scratch or a finished checkpoint is already
     there), then fine-tune. Runs go to <run_dir>/pretrain and <run_dir>/finetune; `cfg.resume` continues
     either. Every common option (discount, sizes, temperature, ...) reaches both stages."""

@@ -138,7 +138,7 @@ class FinetuneConfig(CommonConfig):
                                      "(default, the authors' rule: one batch of online rows, utd x batch_size x "
                                      "online share, and a whole episode for Cal-QL)", default=None)
     init: str | None = _help("initialise from the checkpoint: both, policy, critic, none", default=None)
-    freeze_policy_steps: int = _help("steps after warmup with no actor update", default=0)
+    freeze_policy_steps: int = _help("steps after the first update with no actor update", default=0)
     utd: int | None = _help("critic updates per environment step (default: method's)", default=None)
     num_critics: int | None = _help("Q-ensemble size (default: method's)", default=None)
     layer_norm: bool | None = _help("LayerNorm in actor and critic (default: method's)", default=None)
@@ -161,8 +161,8 @@ class Method:
     warmup_source: str
     offline_fraction: float
     utd: int
-    # "wsrl": min of 2 of the ensemble in the target; "rlpd": the family's RLPD subset (1 of 10 on antmaze).
-    critic_subsample: str = "rlpd"
+    # critics in the target's min; None: the family's RLPD subset (1 of 10 on antmaze, 2 elsewhere)
+    critic_subsample: int | None = None
     algorithm: str | None = None  # the offline algorithm a "checkpoint" learner continues
     jsrl: bool = False
     target_noise_std: float = 0.0
@@ -170,7 +170,7 @@ class Method:
 
 METHOD_TABLE: dict[str, Method] = {
     "wsrl": Method(learner="sac", init="both", warmup_steps=5_000, warmup_source="policy", offline_fraction=0.0,
-                   utd=4, critic_subsample="wsrl"),
+                   utd=4, critic_subsample=2),
     "sac-fast": Method(learner="sac", init="none", warmup_steps=5_000, warmup_source="uniform",
                        offline_fraction=0.0, utd=4),
     "rlpd": Method(learner="sac", init="none", warmup_steps=5_000, warmup_source="uniform", offline_fraction=0.5,
@@ -238,8 +238,8 @@ def needs_pretraining(cfg: FinetuneConfig) -> bool:
     return (cfg.init or method.init) != "none" or (cfg.warmup_source or method.warmup_source) == "policy"
 
 
-def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None, steps: int | None = None,
-                        **overrides) -> PretrainConfig:
+def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None,
+                        steps: int | None = None) -> PretrainConfig:
     """The pre-training a fine-tuning run starts from: every common option copied, the method's ensemble
     (fine-tuning's --num-critics / --layer-norm when given) and algorithm."""
     method = method_row(cfg.method)
@@ -250,7 +250,7 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None, steps
     num_critics = ensemble["num_critics"] if cfg.num_critics is None else cfg.num_critics
     layer_norm = ensemble["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(CommonConfig)}
-    return PretrainConfig(**{**common, **overrides}, algorithm=method.algorithm or algorithm, steps=steps,
+    return PretrainConfig(**common, algorithm=method.algorithm or algorithm, steps=steps,
                           num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm)
 
 
@@ -341,7 +341,7 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Resol
     if method.learner == "sac":
         num_critics = WSRL_ENSEMBLE["num_critics"] if cfg.num_critics is None else cfg.num_critics
         layer_norm = WSRL_ENSEMBLE["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
-        subsample = 2 if method.critic_subsample == "wsrl" else preset.rlpd_critic_subsample
+        subsample = method.critic_subsample or preset.rlpd_critic_subsample
         learner = ActorCriticConfig(
             critic_hidden_dims=tuple(cfg.critic_hidden_dims or preset.critic_hidden_dims),
             actor_hidden_dims=tuple(cfg.actor_hidden_dims or preset.actor_hidden_dims),

@@ -87,7 +87,8 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
     pre_dir = out / "pretrain"
     if not _done(pre_dir):
         _timed("pretrain", times, pretrain, PretrainConfig(
-            **common, algorithm="cal-ql", steps=s.pretrain_steps, init_temperature=s.init_temperature, num_critics=s.num_critics, run_dir=str(pre_dir),
+            **common, algorithm="cal-ql", steps=s.pretrain_steps, init_temperature=s.init_temperature,
+            num_critics=s.num_critics, run_dir=str(pre_dir),
             save_interval=max(s.pretrain_steps // 4, 1), resume=(pre_dir / "config.json").exists()))
     runs = {}
     for label in variants:
@@ -132,9 +133,9 @@ def verdicts(rows: dict) -> list[str]:
 
 def format_demo_table(rows: dict, times: dict, s: DemoSettings) -> str:
     header = (f"wsrl demo on {TASK}: {s.data_steps:,} planner steps, Cal-QL {s.pretrain_steps:,} steps, "
-              f"fine-tuning {s.finetune_steps:,} steps (warmup {s.warmup_steps:,}), gamma {s.discount}, {s.num_critics} critics "
-              f"{'x'.join(map(str, s.hidden))}, last hidden layer init {s.final_init_scale:.2g}; scores are success "
-              f"rates in % over {s.eval_episodes} episodes")
+              f"fine-tuning {s.finetune_steps:,} steps (warmup {s.warmup_steps:,}), gamma {s.discount}, "
+              f"{s.num_critics} critics {'x'.join(map(str, s.hidden))}, last hidden layer init "
+              f"{s.final_init_scale:.2g}; scores are success rates in % over {s.eval_episodes} episodes")
     lines = [header, "",
              f"{'method':<16}{'pre-trained':>12}{'final':>8}{'best':>8}{'min Q offline (early)':>23}{'wall time':>11}"]
     for label, r in rows.items():

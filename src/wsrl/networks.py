@@ -18,7 +18,7 @@ LOG_STD_MIN, LOG_STD_MAX = math.log(1e-5), math.log(10.0)
 HIDDEN_INIT_SCALE = math.sqrt(2.0)
 
 
-def orthogonal(scale: float = math.sqrt(2.0)):
+def orthogonal(scale: float = HIDDEN_INIT_SCALE):
     return nn.initializers.orthogonal(scale)
 
 

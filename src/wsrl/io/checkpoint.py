@@ -46,9 +46,13 @@ def config_from_dict(kind: str, values: dict):
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` in one rename; a failed write (full disk) leaves the old file and no `.tmp`."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save(directory: str | Path, agent, *, obs_dim: int, extra: dict | None = None) -> Path:

@@ -37,16 +37,11 @@ def _pretrain(cfg: PretrainConfig, lock: contextlib.ExitStack) -> Path:
     record = common.run_record("pretrain", cfg, task, method=algorithm, algorithm=algorithm, steps=steps,
                                learner=to_jsonable(learner), pretrain_run=None, pretrain_steps=steps)
     start = rundir.prepare(run_dir, cfg.resume, record)
-    if start != "fresh":  # the directory exists: hold it before reading its snapshot
-        lock.enter_context(rundir.locked(run_dir))
     eval_env = task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(eval_env)
     data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount)
 
-    if start == "fresh":
-        lock.enter_context(rundir.locked(run_dir))
-    if start == "restart":
-        rundir.clear(run_dir)
+    rundir.enter(lock, run_dir, start)
     if start == "continue":
         snapshot_dir = rundir.current_snapshot(run_dir)
         agent, _ = checkpoint.load(snapshot_dir / "agent")

@@ -103,19 +103,13 @@ def _finetune(cfg: FinetuneConfig, lock: contextlib.ExitStack) -> Path:
                                resolved=resolved)
     start = rundir.prepare(run_dir, cfg.resume, record)
     resume = start == "continue"
-    if start != "fresh":  # the directory exists: hold it before reading its snapshot
-        lock.enter_context(rundir.locked(run_dir))
     env, eval_env = task.make_env(cfg.seed), task.make_env(cfg.seed + 10_000)
     obs_dim, action_dim = common.env_dims(env)
 
     # Everything that can fail on bad input happens before the run directory is touched.
-    snapshot_dir = rundir.current_snapshot(run_dir) if resume else None
-    if resume:
-        agent, _ = checkpoint.load(snapshot_dir / "agent")
-        pre_agent, _ = checkpoint.load(run_dir / rundir.STATE_DIR / "pre_agent")
-    else:
+    if not resume:
         agent, pre_agent = build_agents(cfg, resolved, obs_dim, action_dim)
-    discount = agent.config.discount
+    discount = cfg.discount  # the learner's: checked against a loaded checkpoint, recorded for a resumed run
     data, held_out = None, None
     if needs_dataset(cfg, resolved):
         data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
@@ -135,11 +129,11 @@ def _finetune(cfg: FinetuneConfig, lock: contextlib.ExitStack) -> Path:
                           sparse_negative_reward=task.sparse_negative_reward)
     if resolved.offline_fraction == 0 and resolved.warmup_source != "dataset":
         data = None  # no retention: drop the dataset before fine-tuning starts
-    if start == "fresh":
-        lock.enter_context(rundir.locked(run_dir))
-    if start == "restart":
-        rundir.clear(run_dir)
+    rundir.enter(lock, run_dir, start)
     if resume:
+        snapshot_dir = rundir.current_snapshot(run_dir)
+        agent, _ = checkpoint.load(snapshot_dir / "agent")
+        pre_agent, _ = checkpoint.load(run_dir / rundir.STATE_DIR / "pre_agent")
         loop = Loop(**json.loads((snapshot_dir / "loop.json").read_text()))
         buffer.load(snapshot_dir / "buffer.npz")
         rng, act_key = common.rng_from_state(loop.rng), common.key_from_list(loop.act_key)

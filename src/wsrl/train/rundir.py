@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from wsrl.errors import ConfigError
+from wsrl.io.checkpoint import atomic_write
 from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE
 
 STATE_DIR, CURRENT, LOCK_FILE = "state", "CURRENT", ".lock"
@@ -26,15 +27,6 @@ RESUME_FREE = {"resume", "progress", "versions", "git_commit"}
 
 class RunDirError(ConfigError):
     """A run directory is in use, belongs to another run, or cannot be written."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -84,7 +76,7 @@ def write_snapshot(run_dir: Path, step: int, write: Callable[[Path], None]) -> P
     try:
         new.mkdir(parents=True)
         write(new)
-        atomic_write_text(state / CURRENT, new.name)
+        atomic_write(state / CURRENT, new.name.encode())
     except OSError as err:
         shutil.rmtree(new, ignore_errors=True)
         kept = f"the snapshot of step {previous.name.split('-')[-1]} is intact" if previous else "no snapshot yet"
@@ -125,6 +117,14 @@ def prepare(run_dir: Path, resume: bool, record: dict) -> str:
               f"beginning")
         return "restart"
     return "continue"
+
+
+def enter(stack: contextlib.ExitStack, run_dir: Path, start: str) -> None:
+    """Once the run's input is validated, before its first read or write of the directory: hold the lock for the
+    rest of `stack`, and empty the directory of a run that starts over."""
+    stack.enter_context(locked(run_dir))
+    if start == "restart":
+        clear(run_dir)
 
 
 def clear(run_dir: Path) -> None:
