@@ -60,7 +60,7 @@ def test_round_trip_is_exact(tmp_path, config):
 def test_warm_start_keeps_weights_and_adam_moments(tmp_path):
     pre = pretrained(tmp_path)
     config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
-    fine = checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT, init="both")
+    fine = agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT, init="both")
     assert fine.config.regularizer == "none" and fine.cql_multiplier is None
     assert leaves_equal(fine.actor, pre.actor) and leaves_equal(fine.critic, pre.critic)
     assert leaves_equal(fine.target_critic_params, pre.target_critic_params)
@@ -73,7 +73,7 @@ def test_warm_start_policy_only_leaves_fresh_critic(tmp_path):
     pre = pretrained(tmp_path)
     config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
     fresh = agents.create(config, OBS, ACT, seed=9)
-    fine = checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT, init="policy", seed=9)
+    fine = agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT, init="policy", seed=9)
     assert leaves_equal(fine.actor, pre.actor)
     assert leaves_equal(fine.critic, fresh.critic) and not leaves_equal(fine.critic, pre.critic)
 
@@ -82,10 +82,12 @@ def test_incompatible_checkpoint_says_what_differs(tmp_path):
     pretrained(tmp_path)
     config = agents.ActorCriticConfig(num_critics=4, critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
     with pytest.raises(checkpoint.CheckpointError, match="num_critics: checkpoint has 10, fine-tuning asks for 4"):
-        checkpoint.warm_start(tmp_path / "ckpt", config, OBS, ACT)
-    with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 5/2"):
-        checkpoint.warm_start(tmp_path / "ckpt", agents.ActorCriticConfig(critic_hidden_dims=(8, 8),
-                              actor_hidden_dims=(8, 8)), OBS + 1, ACT)
+        agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT)
+    with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 5/2 in the checkpoint, 6/2"):
+        checkpoint.load(tmp_path / "ckpt", obs_dim=OBS + 1, action_dim=ACT)
+    fits = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
+    with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 6/2"):
+        agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], fits, OBS + 1, ACT)
 
 
 def test_missing_and_damaged_checkpoints(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from wsrl import cli
 from wsrl.config import FinetuneConfig, PretrainConfig
 from wsrl.datagen import generate
-from wsrl.train import rundir
+from wsrl.train import run
 from wsrl.train.offline import pretrain
 from wsrl.train.online import finetune
 
@@ -68,23 +68,23 @@ def run_script(body: str, kind: str, options: dict) -> subprocess.CompletedProce
 
 
 KILL_AT_SECOND_SNAPSHOT = """
-    import wsrl.train.rundir as rundir
-    real = rundir.write_snapshot
+    import wsrl.train.run as run_module
+    real = run_module.Run.snapshot
     calls = {{"n": 0}}
-    def dying(run_dir, step, write):
+    def dying(self, step, write):
         calls["n"] += 1
         if calls["n"] < 2:
-            return real(run_dir, step, write)
+            return real(self, step, write)
         def half(directory):
             {inside}
-        return real(run_dir, step, half)
-    rundir.write_snapshot = dying
+        return real(self, step, half)
+    run_module.Run.snapshot = dying
 """
 KILL_POINTS = {  # where inside the second snapshot the process is SIGKILLed
     "before any file": "os.kill(os.getpid(), signal.SIGKILL)",
     "mid-file": "(directory / 'agent').mkdir(); (directory / 'agent' / 'agent.msgpack').write_bytes(b'x' * 10); "
                 "os.kill(os.getpid(), signal.SIGKILL)",
-    "before the switch": "write(directory); rundir.atomic_write = lambda *a: os.kill(os.getpid(), "
+    "before the switch": "write(directory); run_module.checkpoint.atomic_write = lambda *a: os.kill(os.getpid(), "
                          "signal.SIGKILL)",
 }
 
@@ -94,7 +94,7 @@ def test_sigkill_inside_a_pretraining_snapshot_resumes_to_identical_metrics(data
     options = pretrain_options(dataset, tmp_path / "killed")
     done = run_script(KILL_AT_SECOND_SNAPSHOT.format(inside=KILL_POINTS[point]), "pretrain", options)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    assert rundir.current_snapshot(tmp_path / "killed").name == "snapshot-20"  # the first one, intact
+    assert run.snapshot_steps(tmp_path / "killed") == [20]  # the first one, intact
     resumed = pretrain(PretrainConfig(**{**options, "resume": True, "critic_hidden_dims": (8, 8),
                                           "actor_hidden_dims": (8, 8)}))
     assert metrics(resumed) == reference
@@ -117,16 +117,16 @@ def test_full_disk_during_a_snapshot_keeps_the_previous_one(dataset, reference, 
     options = pretrain_options(dataset, tmp_path / "full")
     body = """
         import resource
-        import wsrl.train.rundir as rundir
-        real = rundir.write_snapshot
+        import wsrl.train.run as run_module
+        real = run_module.Run.snapshot
         calls = {"n": 0}
-        def limited(run_dir, step, write):
+        def limited(self, step, write):
             calls["n"] += 1
             if calls["n"] == 2:
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
                 resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))
-            return real(run_dir, step, write)
-        rundir.write_snapshot = limited
+            return real(self, step, write)
+        run_module.Run.snapshot = limited
         """
     done = run_script(body, "pretrain", options)
     assert done.returncode != 0
@@ -143,15 +143,15 @@ def test_a_second_process_on_a_run_directory_stops_at_once(dataset, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from wsrl.train import rundir
-        with rundir.locked(Path({str(run_dir)!r})):
+        from wsrl.train import run
+        with run.locked(Path({str(run_dir)!r})):
             print("locked", flush=True)
             time.sleep(60)
         """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        with pytest.raises(rundir.RunDirError, match=f"in use by another wsrl process \\(PID {holder.pid}\\)"):
+        with pytest.raises(run.RunDirError, match=f"in use by another wsrl process \\(PID {holder.pid}\\)"):
             pretrain(PretrainConfig(**pretrain_options(dataset, run_dir)))
         assert time.monotonic() - started < 30
         assert not (run_dir / "metrics.jsonl").exists()
@@ -164,9 +164,9 @@ def test_resume_refuses_another_kind_of_run_and_changed_options(dataset, tmp_pat
     run_dir = tmp_path / "pre"
     pretrain(PretrainConfig(**pretrain_options(dataset, run_dir)))
     before = sorted(p.name for p in run_dir.iterdir())
-    with pytest.raises(rundir.RunDirError, match="kind: the run has 'pretrain', now 'finetune'"):
+    with pytest.raises(run.RunDirError, match="kind: the run has 'pretrain', now 'finetune'"):
         finetune(FinetuneConfig(**{**finetune_options(run_dir), "resume": True}))
-    with pytest.raises(rundir.RunDirError, match=r"seed: the run has 0, now 5[\s\S]*steps: the run has 60, now 80"):
+    with pytest.raises(run.RunDirError, match=r"seed: the run has 0, now 5[\s\S]*steps: the run has 60, now 80"):
         pretrain(PretrainConfig(**{**pretrain_options(dataset, run_dir), "resume": True, "seed": 5, "steps": 80}))
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
@@ -174,12 +174,12 @@ def test_resume_refuses_another_kind_of_run_and_changed_options(dataset, tmp_pat
 def test_resume_of_a_run_killed_before_its_first_snapshot_starts_over(dataset, reference, tmp_path, capsys):
     options = pretrain_options(dataset, tmp_path / "early")
     body = """
-        import wsrl.train.rundir as rundir
-        rundir.write_snapshot = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+        import wsrl.train.run as run_module
+        run_module.Run.snapshot = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
         """
     assert run_script(body, "pretrain", options).returncode == -signal.SIGKILL
     assert (tmp_path / "early" / "metrics.jsonl").exists()  # it had evaluated once
-    with pytest.raises(rundir.RunDirError, match="already holds a run"):
+    with pytest.raises(run.RunDirError, match="already holds a run"):
         pretrain(PretrainConfig(**{**options, "critic_hidden_dims": (8, 8), "actor_hidden_dims": (8, 8)}))
     resumed = pretrain(PretrainConfig(**{**options, "resume": True, "critic_hidden_dims": (8, 8),
                                          "actor_hidden_dims": (8, 8)}))
@@ -189,7 +189,7 @@ def test_resume_of_a_run_killed_before_its_first_snapshot_starts_over(dataset, r
 
 def test_cli_reports_a_busy_run_directory_in_one_line(dataset, tmp_path, capsys):
     run_dir = tmp_path / "busy-cli"
-    with rundir.locked(run_dir):
+    with run.locked(run_dir):
         code = cli.main(["pretrain", "--task", TASK, "--dataset", dataset, "--run-dir", str(run_dir), "--steps",
                          "5", "--progress", "false"])
     assert code == 2

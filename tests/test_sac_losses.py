@@ -1,7 +1,8 @@
-"""Reference tests for the SAC learner (SPEC §2, §4): every loss against a float64 NumPy re-computation.
+"""Reference tests for the SAC learner (docs/methods.md, 'One actor-critic learner'): every loss against a
+float64 NumPy re-computation.
 
 The NumPy side re-implements the networks from the flax parameter dicts (Dense, LayerNorm with eps 1e-6, ReLU)
-and the maths from SPEC; only the random draws are reproduced by calling the same `jax.random` functions with
+and the maths from docs/methods.md; only the random draws are reproduced by calling the same `jax.random` functions with
 the keys the learner derives (read from `wsrl.agents.sac`). Parameters are re-drawn at O(1) scale so that
 Q-values and policy means are far from zero and the comparisons are not trivially satisfied.
 """
@@ -189,7 +190,8 @@ def np_so2(agent, actions, k_noise):
 
 
 def np_td_target(agent, batch, key):
-    """SPEC §2/§4 TD target with the learner's key split: (k_action, k_subset, k_noise)."""
+    """The TD target (docs/methods.md, 'One actor-critic learner') with the learner's key split:
+    (k_action, k_subset, k_noise)."""
     c = agent.config
     k_action, k_subset, k_noise = jax.random.split(key, 3)
     nobs = np.asarray(batch["next_observations"], np.float64)
@@ -460,7 +462,7 @@ def test_critic_step_loss_gradient_polyak_and_untouched_networks():
     np.testing.assert_allclose(info["critic_loss"], np_critic_loss(agent.critic.params, batch, y),
                                rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(np.asarray(new.rng), np.asarray(rng))
-    # Gradient of SPEC's loss (target fixed) via float64 finite differences -> Adam's first step.
+    # Gradient of the critic loss in docs/methods.md (target fixed) via float64 finite differences -> Adam's first step.
     grad = np_grad(lambda p: np_critic_loss(p, batch, y), agent.critic.params)
     check_first_adam_step(agent.critic.params, new.critic.params, grad, agent.config.critic_lr)
     # Polyak after the critic update.

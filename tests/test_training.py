@@ -12,7 +12,7 @@ from wsrl.config import METHODS, ConfigError, FinetuneConfig, PretrainConfig
 from wsrl.data import DataError
 from wsrl.datagen import generate
 from wsrl.io.checkpoint import CheckpointError
-from wsrl.train import online, rundir
+from wsrl.train import online, run
 from wsrl.train.offline import pretrain
 from wsrl.train.online import finetune
 
@@ -86,7 +86,7 @@ def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
     reference = read(finetune(finetune_cfg(workspace, "wsrl", "resume-ref", **kw)))
 
     calls = {"n": 0}
-    real_update = agents.update
+    real_update = agents.seeds.update
 
     def dying_update(*args, **kwargs):
         calls["n"] += 1
@@ -94,19 +94,19 @@ def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
             raise Kill()
         return real_update(*args, **kwargs)
 
-    monkeypatch.setattr(online.agents, "update", dying_update)
+    monkeypatch.setattr(agents.seeds, "update", dying_update)
     cfg = finetune_cfg(workspace, "wsrl", "resume-kill", **kw)
     with pytest.raises(Kill):
         finetune(cfg)
-    assert rundir.current_snapshot(Path(cfg.run_dir)) is not None
-    monkeypatch.setattr(online.agents, "update", real_update)
+    assert run.snapshot_steps(Path(cfg.run_dir))
+    monkeypatch.setattr(agents.seeds, "update", real_update)
     resumed = read(finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True})))
     assert resumed == reference
 
 
 def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
     seen = []
-    real_update = agents.update
+    real_update = agents.seeds.update
 
     def recording_update(agent, batch, update_actor=True):
         seen.append(batch["observations"].reshape(-1, batch["observations"].shape[-1]).copy())
@@ -120,7 +120,7 @@ def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
         captured["mixer"], captured["buffer"] = mixer, buffer
         return mixer
 
-    monkeypatch.setattr(online.agents, "update", recording_update)
+    monkeypatch.setattr(agents.seeds, "update", recording_update)
     monkeypatch.setattr(online, "BatchMixer", capture_mixer)
     finetune(finetune_cfg(workspace, "wsrl", "no-retention"))
     assert captured["mixer"].offline is None  # the dataset is not even referenced
@@ -140,7 +140,7 @@ def held_out_sample(workspace):
 
 def test_retention_mixes_the_requested_share(workspace, monkeypatch):
     shares = []
-    real_update = agents.update
+    real_update = agents.seeds.update
     root, dataset, _ = workspace
     from wsrl.data.loaders import load_dataset
     offline_obs = {row.tobytes() for row in load_dataset(dataset).observations}
@@ -150,7 +150,7 @@ def test_retention_mixes_the_requested_share(workspace, monkeypatch):
         shares.append(np.mean([row.tobytes() in offline_obs for row in rows]))
         return real_update(agent, batch, update_actor=update_actor)
 
-    monkeypatch.setattr(online.agents, "update", recording_update)
+    monkeypatch.setattr(agents.seeds, "update", recording_update)
     finetune(finetune_cfg(workspace, "rlpd", "rlpd-share", offline_fraction=0.25))
     assert shares and np.allclose(shares, 0.25)
 
@@ -177,13 +177,13 @@ def test_bad_input_stops_before_writing(workspace, kw, error, message):
 
 def recorded_batches(monkeypatch):
     seen = []
-    real_update = agents.update
+    real_update = agents.seeds.update
 
     def recording_update(agent, batch, update_actor=True):
         seen.append({k: np.asarray(v).copy() for k, v in batch.items()})
         return real_update(agent, batch, update_actor=update_actor)
 
-    monkeypatch.setattr(online.agents, "update", recording_update)
+    monkeypatch.setattr(agents.seeds, "update", recording_update)
     return seen
 
 
@@ -278,3 +278,53 @@ def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, t
     assert len(a) == 400 and np.array_equal(a.actions, b.actions) and np.array_equal(a.rewards, b.rewards)
     with pytest.raises(CheckpointError, match="does not fit"):
         generate("policy", "hopper-random-local-v5", tmp_path / "x.hdf5", steps=10, checkpoint=ckpt, progress=False)
+
+
+def numbers_close(a: list[dict], b: list[dict], rel: float = 1e-4) -> bool:
+    """Same records, numbers equal up to float rounding of batched kernels."""
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    return all(x[k] == pytest.approx(y[k], rel=rel, abs=1e-5) if isinstance(x[k], float) else x[k] == y[k]
+               for x, y in zip(a, b) for k in x)
+
+
+def test_a_seed_in_a_group_follows_its_single_seed_run(workspace):
+    """Seeds trained together get the random streams they get alone: seed 1 of a group of two writes the
+    metrics (scores, diagnostics, losses) of seed 1 run alone, from the same per-seed checkpoint."""
+    root = workspace[0]
+    pre = pretrain(PretrainConfig(task=TASK, algorithm="cal-ql", steps=20, eval_interval=10, num_critics=4,
+                                  seeds=(0, 1), run_dir=str(root / "pre-group"), dataset=workspace[1], **SMALL))
+    assert pre == [root / "pre-group" / "seed0", root / "pre-group" / "seed1"]
+    alone_pre = pretrain(PretrainConfig(task=TASK, algorithm="cal-ql", steps=20, eval_interval=10, num_critics=4,
+                                        seed=1, run_dir=str(root / "pre-alone"), dataset=workspace[1], **SMALL))
+    assert numbers_close(read(alone_pre), read(pre[1]))
+    kw = dict(steps=90, eval_interval=30)
+    group = finetune(finetune_cfg(workspace, "wsrl", "ft-group", seeds=(0, 1), **kw,
+                                  checkpoint=str(root / "pre-group" / "seed{seed}" / "checkpoint")))
+    alone = finetune(finetune_cfg(workspace, "wsrl", "ft-alone", seed=1, **kw,
+                                  checkpoint=str(root / "pre-group" / "seed1" / "checkpoint")))
+    assert group == [root / "ft-group" / "seed0", root / "ft-group" / "seed1"]
+    assert numbers_close(read(alone), read(group[1]))
+    assert read(group[0]) != read(group[1])
+    config = json.loads((group[1] / "config.json").read_text())
+    assert config["seed"] == 1 and config["checkpoint"].endswith("seed1/checkpoint")
+
+
+def test_a_killed_group_resumes_to_the_metrics_of_an_uninterrupted_group(workspace, monkeypatch):
+    kw = dict(steps=300, eval_interval=100, save_interval=70, seeds=(2, 3))
+    reference = [read(d) for d in finetune(finetune_cfg(workspace, "jsrl", "group-ref", **kw))]
+    calls = {"n": 0}
+    real_update = agents.seeds.update
+
+    def dying_update(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 200:  # step 220: past the snapshot of step 210, mid-episode (300-step episodes)
+            raise Kill()
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(agents.seeds, "update", dying_update)
+    cfg = finetune_cfg(workspace, "jsrl", "group-kill", **kw)
+    with pytest.raises(Kill):
+        finetune(cfg)
+    monkeypatch.setattr(agents.seeds, "update", real_update)
+    resumed = finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True}))
+    assert [read(d) for d in resumed] == reference

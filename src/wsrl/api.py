@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from wsrl.agents import architecture_problems
 from wsrl.config import (PRESETS, ConfigError, FinetuneConfig, PretrainConfig, learner_config_for_pretrain,
-                         needs_pretraining, pretrain_algorithm, pretrain_config_for, resolve_finetune,
+                         needs_pretraining, pretrain_algorithm, pretrain_config_for, resolve_finetune, run_seeds,
                          validate_pretrain)
-from wsrl.io.checkpoint import architecture_problems
 from wsrl.io.runlog import CONFIG_FILE
 from wsrl.tasks import get_task
-from wsrl.train.common import default_run_dir
-from wsrl.train.offline import CHECKPOINT_DIR, pretrain
+from wsrl.train.offline import pretrain, pretrain_seeds
 from wsrl.train.online import finetune
+from wsrl.train.run import CHECKPOINT_DIR
 
 __all__ = ["pretrain", "finetune", "run", "PretrainConfig", "FinetuneConfig"]
 
@@ -28,34 +28,51 @@ def check_stages_fit(cfg: FinetuneConfig, pre: PretrainConfig) -> None:
     task = get_task(cfg.task)
     preset = PRESETS[task.preset]
     validate_pretrain(pre)
-    resolved = resolve_finetune(dataclasses.replace(cfg, checkpoint="<pre-training>"), preset,
-                                task.max_episode_steps)
-    if resolved.learner is None or resolved.init == "none":
+    plan = resolve_finetune(dataclasses.replace(cfg, checkpoint="<pre-training>"), preset, task.max_episode_steps)
+    if plan.learner is None or plan.init == "none":
         return
-    problems = architecture_problems(learner_config_for_pretrain(pre, preset), resolved.learner, resolved.init)
+    problems = architecture_problems(learner_config_for_pretrain(pre, preset), plan.learner, plan.init)
     if problems:
         raise ConfigError(f"method {cfg.method!r} cannot start from the {pretrain_algorithm(pre, preset)} "
                           f"pre-training these options give:\n  - " + "\n  - ".join(problems))
 
 
+def stage_template(cfg: FinetuneConfig, name: str) -> str:
+    """The folder holding a seed's pre-training and fine-tuning runs, with {seed} where the seed goes."""
+    if cfg.run_dir is None:
+        return f"runs/{cfg.task}/{name}/seed{{seed}}"
+    if cfg.seeds is not None and "{seed}" not in cfg.run_dir:
+        return f"{cfg.run_dir}/seed{{seed}}"
+    return cfg.run_dir
+
+
 def run(cfg: FinetuneConfig, algorithm: str | None = None,
-        pretrain_steps: int | None = None) -> tuple[Path | None, Path]:
+        pretrain_steps: int | None = None) -> tuple[Path | list[Path] | None, Path | list[Path]]:
     """Pre-train what the method starts from (unless it starts from scratch or a finished checkpoint is already
-    there), then fine-tune. Runs go to <run_dir>/pretrain and <run_dir>/finetune; `cfg.resume` continues
-    either. Every common option (discount, sizes, temperature, ...) reaches both stages."""
-    pretrain_dir, pre = None, None
+    there), then fine-tune from the pre-trained agents in memory. Runs go to <run_dir>/pretrain and
+    <run_dir>/finetune (with `cfg.seeds`, <run_dir>/seed<s>/...); `cfg.resume` continues either. Every common
+    option (discount, sizes, temperature, ...) reaches both stages."""
+    pre = None
     if needs_pretraining(cfg):
         pre = pretrain_config_for(cfg, algorithm, pretrain_steps)
         check_stages_fit(cfg, pre)
     label = pretrain_algorithm(pre, PRESETS[get_task(cfg.task).preset]) if pre else "scratch"
-    base = default_run_dir(cfg, f"{label}+{cfg.method}")
+    seeds, template = run_seeds(cfg), stage_template(cfg, f"{label}+{cfg.method}")
+    base = {seed: Path(template.replace("{seed}", str(seed))) for seed in seeds}
+    pretrain_dirs, pretrained = None, {}
     if pre is not None:
-        pretrain_dir = base / "pretrain"
-        if not (pretrain_dir / CHECKPOINT_DIR / "checkpoint.json").exists():
-            pretrain(dataclasses.replace(pre, run_dir=str(pretrain_dir),
-                                         resume=(pretrain_dir / CONFIG_FILE).exists()))
-    finetune_dir = base / "finetune"
-    finetune(dataclasses.replace(
-        cfg, run_dir=str(finetune_dir), resume=(finetune_dir / CONFIG_FILE).exists(),
-        checkpoint=str(pretrain_dir / CHECKPOINT_DIR) if pretrain_dir else None))
-    return pretrain_dir, finetune_dir
+        todo = [s for s in seeds if not (base[s] / "pretrain" / CHECKPOINT_DIR / "checkpoint.json").exists()]
+        if todo:
+            started = [s for s in todo if (base[s] / "pretrain" / CONFIG_FILE).exists()]
+            result = pretrain_seeds(dataclasses.replace(
+                pre, seeds=tuple(todo) if cfg.seeds is not None else None, seed=todo[0], run_dir=f"{template}/pretrain",
+                resume=bool(started)))
+            pretrained = result.agents
+        pretrain_dirs = [base[s] / "pretrain" for s in seeds]
+    finetune_dirs = [base[s] / "finetune" for s in seeds]
+    result = finetune(dataclasses.replace(
+        cfg, run_dir=f"{template}/finetune", resume=(finetune_dirs[0] / CONFIG_FILE).exists(),
+        checkpoint=f"{template}/pretrain/{CHECKPOINT_DIR}" if pre else None), pretrained=pretrained)
+    if cfg.seeds is not None:
+        return pretrain_dirs, result
+    return (pretrain_dirs[0] if pretrain_dirs else None), result

@@ -32,6 +32,14 @@ def parse_dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas, e.g. 0,1,2; got {text!r}") \
+            from None
+
+
 def _base_type(annotation):
     """int | None -> int; tuple[int, ...] -> tuple."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -46,7 +54,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None
         if f.name in skip:
             continue
         kind = _base_type(hints[f.name])
-        converter = {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str}[kind]
+        converter = parse_seeds if f.name == "seeds" else \
+            {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str}[kind]
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         metavar = {bool: "BOOL", tuple: "N,N"}.get(kind, f.name.upper())
@@ -136,7 +145,7 @@ def cmd_summary(args) -> None:
 
 def cmd_demo(args) -> None:
     from wsrl.demo import demo
-    demo(Path(args.out), quick=args.quick, seed=args.seed)
+    demo(Path(args.out), quick=args.quick, seeds=args.seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate a small maze dataset, pre-train, fine-tune, print a table and plot")
     p.add_argument("--out", default="runs/demo", help="directory for the demo's runs, table and plot")
     p.add_argument("--quick", action="store_true", help="a much shorter run (for smoke tests)")
-    p.add_argument("--seed", type=int, default=0, help="seed of pre-training and fine-tuning (default: 0)")
+    p.add_argument("--seeds", type=parse_seeds, default=None,
+                   help="seeds, trained together; seed s pre-trains and fine-tunes with s (default: 0,1,2)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("tasks", help="list the tasks, whether each dataset is present and how to get it")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wsrl.agents import ActorCriticConfig, IQLConfig
 from wsrl.agents.sac import check_choice
 from wsrl.errors import ConfigError
-from wsrl.io.checkpoint import INIT_CHOICES
+from wsrl.agents.transfer import INIT_CHOICES
 
 ALGORITHMS = ("cal-ql", "cql", "iql")
 METHODS = ("wsrl", "sac-fast", "rlpd", "jsrl", "so2", "calql-ft", "cql-ft", "iql-ft")
@@ -85,7 +86,11 @@ def _help(text: str, **kw) -> Any:
 class CommonConfig:
     task: str = _help("task id (see `wsrl tasks`)", default="pointmaze-umaze-v0")
     seed: int = _help("random seed", default=0)
-    run_dir: str | None = _help("run directory (default: runs/<task>/<method>/seed<seed>)", default=None)
+    seeds: tuple[int, ...] | None = _help("several seeds trained together in one process, e.g. 0,1,2 (each writes "
+                                          "its own run directory, <run-dir>/seed<s>; default: --seed alone)",
+                                          default=None)
+    run_dir: str | None = _help("run directory (default: runs/<task>/<method>/seed<seed>; with --seeds, "
+                                "<run-dir>/seed<s> or the path with {seed} filled in)", default=None)
     dataset: str | None = _help("dataset file or Minari id (default: the task's dataset path)", default=None)
     eval_interval: int = _help("steps between evaluations (the paper's: 20k)", default=20_000)
     eval_episodes: int = _help("episodes per evaluation (deterministic policy)", default=20)
@@ -125,7 +130,8 @@ class FinetuneConfig(CommonConfig):
     method: str = _help("fine-tuning method: " + ", ".join(METHODS), default="wsrl")
     label: str | None = _help("name of this variant in run directories, plots and tables (default: the method)",
                               default=None)
-    checkpoint: str | None = _help("pre-trained checkpoint directory (methods that start from one)", default=None)
+    checkpoint: str | None = _help("pre-trained checkpoint directory (methods that start from one); with --seeds, "
+                                   "{seed} in the path is filled in per seed", default=None)
     steps: int = _help("online environment steps (the authors' default: 500k)", default=500_000)
     warmup_steps: int | None = _help("warmup length K (default: method's; 5000 for wsrl)", default=None)
     warmup_source: str | None = _help("warmup data: policy (frozen pre-trained), uniform, dataset, none",
@@ -257,6 +263,8 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None,
 def validate_common(cfg: CommonConfig) -> None:
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed} must be >= 0")
+    if cfg.seeds is not None and (not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds)):
+        raise ConfigError(f"seeds={cfg.seeds} must be distinct integers >= 0, e.g. 0,1,2")
     for name in ("eval_interval", "eval_episodes", "batch_size", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a positive integer")
@@ -282,9 +290,10 @@ def validate_pretrain(cfg: PretrainConfig) -> None:
 
 
 @dataclass(frozen=True)
-class ResolvedFinetune:
-    """Every decision of a fine-tuning run, after presets and method defaults."""
+class FinetunePlan:
+    """Every decision of a fine-tuning run, after presets and method defaults: the loop reads only this."""
 
+    config: FinetuneConfig
     method: Method
     init: str
     warmup_steps: int
@@ -294,6 +303,27 @@ class ResolvedFinetune:
     update_after: int  # updates start once the buffer holds more rows than this (and the warmup is over)
     learner: Any  # ActorCriticConfig for "sac"; None -> take the checkpoint's learner config
 
+    @property
+    def warmup_end(self) -> int:
+        """Steps taken by the warmup actor (frozen pre-trained policy or uniform actions) before the learner."""
+        return self.warmup_steps if self.warmup_source in ("policy", "uniform") else 0
+
+    @property
+    def prefill(self) -> int:
+        """Rows in the buffer before the first step ('dataset' warmup)."""
+        return self.warmup_steps if self.warmup_source == "dataset" else 0
+
+    @property
+    def updates_start(self) -> int:
+        """The step after which every step makes one update: the warmup is over and the buffer holds more than
+        `update_after` rows."""
+        return max(self.warmup_end, self.update_after - self.prefill)
+
+    @property
+    def uses_dataset(self) -> bool:
+        """Whether fine-tuning reads the offline data at all (retention or dataset warmup)."""
+        return self.offline_fraction > 0 or self.warmup_source == "dataset"
+
 
 def default_update_after(cfg: FinetuneConfig, method: Method, fraction: float, utd: int, horizon: int) -> int:
     """The authors' `min_steps_to_update`: a whole batch of online rows, and for Cal-QL a whole episode (its
@@ -302,7 +332,7 @@ def default_update_after(cfg: FinetuneConfig, method: Method, fraction: float, u
     return max(rows, horizon) if method.algorithm == "cal-ql" else rows
 
 
-def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> ResolvedFinetune:
+def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> FinetunePlan:
     """`horizon`: the task's maximum episode length (for the Cal-QL update start)."""
     validate_common(cfg)
     method = method_row(cfg.method)
@@ -350,7 +380,8 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Resol
             num_critics=num_critics, critic_subsample=min(subsample, num_critics),
             subsample_with_replacement=cfg.subsample_with_replacement, backup=preset.online_backup,
             target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature)
-    return ResolvedFinetune(method, init, warmup, warmup_source, fraction, utd, update_after, learner)
+    return FinetunePlan(config=cfg, method=method, init=init, warmup_steps=warmup, warmup_source=warmup_source,
+                        offline_fraction=fraction, utd=utd, update_after=update_after, learner=learner)
 
 
 def to_jsonable(obj) -> Any:
@@ -361,3 +392,25 @@ def to_jsonable(obj) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     return obj
+
+
+def run_seeds(cfg: CommonConfig) -> tuple[int, ...]:
+    return tuple(cfg.seeds) if cfg.seeds is not None else (cfg.seed,)
+
+
+def seed_run_dir(cfg: CommonConfig, name: str, seed: int) -> Path:
+    """Seed `seed`'s run directory: the given one ({seed} filled in; <run-dir>/seed<s> for a group), else
+    runs/<task>/<name>/seed<s>."""
+    if cfg.run_dir is None:
+        return Path("runs") / cfg.task / name / f"seed{seed}"
+    if "{seed}" in cfg.run_dir:
+        return Path(cfg.run_dir.replace("{seed}", str(seed)))
+    return Path(cfg.run_dir) / f"seed{seed}" if cfg.seeds is not None else Path(cfg.run_dir)
+
+
+def for_seed(cfg, seed: int, run_dir: Path):
+    """The single-seed config of one member of a group: what its run directory records (as if run alone)."""
+    changes = {"seed": seed, "seeds": None, "run_dir": str(run_dir)}
+    if getattr(cfg, "checkpoint", None):
+        changes["checkpoint"] = cfg.checkpoint.replace("{seed}", str(seed))
+    return dataclasses.replace(cfg, **changes)

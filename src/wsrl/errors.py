@@ -7,3 +7,7 @@ class WsrlError(ValueError):
 
 class ConfigError(WsrlError):
     """A configuration value is unknown or out of range."""
+
+
+class CheckpointError(WsrlError):
+    """A checkpoint is missing, malformed or does not fit what it is loaded into."""

@@ -53,14 +53,22 @@ def draw(ax, curves, label: str, color=None, **style) -> None:
     ax.fill_between(steps, mean - se, mean + se, alpha=0.2, color=line.get_color())
 
 
+def method_colors(groups) -> dict[str, str]:
+    """One colour per method from the default property cycle, so a method looks the same in every figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = sorted({method for _, method in groups})
+    return {method: cycle[i % len(cycle)] for i, method in enumerate(methods)}
+
+
 def score_figure(groups, metric: str = "score"):
     tasks = sorted({task for task, _ in groups})
+    colors = method_colors(groups)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for (t, method), runs in sorted(groups.items()):
             if t != task or not seed_curves(runs, metric):
                 continue
-            color = ax._get_lines.get_next_color()
+            color = colors[method]
             draw(ax, seed_curves(runs, metric), method, color)
             if pretrain_curves(runs):
                 draw(ax, pretrain_curves(runs), f"{method} pre-training", color, linestyle=":")
@@ -74,12 +82,13 @@ def score_figure(groups, metric: str = "score"):
 
 def diagnostics_figure(groups, task: str):
     fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(4.5 * len(DIAGNOSTICS), 3.5), squeeze=False)
+    colors = method_colors(groups)
     drawn = False
     for ax, (key, title) in zip(axes[0], DIAGNOSTICS):
         for (t, method), runs in sorted(groups.items()):
             if t != task:
                 continue
-            color = ax._get_lines.get_next_color()
+            color = colors[method]
             for where, style in (("offline", "-"), ("online", "--")):
                 curves = seed_curves(runs, f"{key}_{where}")
                 if curves:

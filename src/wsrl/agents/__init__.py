@@ -30,3 +30,7 @@ def sample_actions(agent, observations, key):
 
 def eval_actions(agent, observations):
     return module_of(agent).eval_actions(agent, observations)
+
+
+from wsrl.agents import seeds  # noqa: E402  (uses module_of)
+from wsrl.agents.transfer import architecture_problems, warm_start  # noqa: E402

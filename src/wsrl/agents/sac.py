@@ -30,7 +30,7 @@ REGULARIZERS = ("none", "cql", "calql")
 
 @dataclasses.dataclass(frozen=True)
 class ActorCriticConfig:
-    """Hyper-parameters of the actor-critic learner (defaults: WSRL / RLPD fine-tuning, SPEC §1-§4)."""
+    """Hyper-parameters of the actor-critic learner (defaults: WSRL / RLPD fine-tuning; docs/methods.md)."""
 
     critic_hidden_dims: tuple[int, ...] = (256, 256)
     actor_hidden_dims: tuple[int, ...] = (256, 256)

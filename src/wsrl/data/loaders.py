@@ -1,7 +1,8 @@
 """Loaders for the on-disk formats offline RL datasets come in: D4RL HDF5, Minari, OGBench npz and plain npz.
 
 None of them downloads anything: a missing dataset fails at once and says where to put it. Every loader
-validates (`Transitions.validate`) and clips in-range dataset actions to +-0.99999 (SPEC §4).
+validates (`Transitions.validate`) and clips in-range dataset actions to +-0.99999 (docs/tasks-and-data.md,
+'Formats read from disk').
 """
 
 from __future__ import annotations

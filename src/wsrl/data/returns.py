@@ -1,4 +1,4 @@
-"""Reward transforms and Monte-Carlo returns-to-go (SPEC §3-§4)."""
+"""Reward transforms and Monte-Carlo returns-to-go (docs/tasks-and-data.md, 'Tasks and data')."""
 
 from __future__ import annotations
 

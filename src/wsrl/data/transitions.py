@@ -11,9 +11,12 @@ import numpy as np
 
 from wsrl.errors import WsrlError
 
-ACTION_CLIP = 0.99999  # dataset actions are clipped to +-ACTION_CLIP so that arctanh(a) stays finite (SPEC §4)
+# dataset actions are clipped to +-ACTION_CLIP so that arctanh(a) stays finite (docs/tasks-and-data.md,
+# 'Formats read from disk')
+ACTION_CLIP = 0.99999
 ACTION_TOLERANCE = 1e-3  # |a| > 1 + this is an error (unnormalised actions), not rounding
-DISCONTINUITY = 1e-6  # |next_obs[t] - obs[t+1]| above this starts a new episode (SPEC §3)
+# |next_obs[t] - obs[t+1]| above this starts a new episode (docs/tasks-and-data.md, 'Tasks and data')
+DISCONTINUITY = 1e-6
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 MATRIX_FIELDS = ("observations", "actions", "next_observations")
 

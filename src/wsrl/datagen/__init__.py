@@ -19,7 +19,7 @@ from wsrl.datagen.labels import STATE_KEYS
 from wsrl.datagen.maze import MazePlanner
 from wsrl.errors import ConfigError
 from wsrl.io.provenance import provenance
-from wsrl.io.runlog import Progress
+from wsrl.io.runlog import progress_bar
 from wsrl.tasks import Task, get_task
 
 RECIPES = ("maze-planner", "random", "policy", "oracle", "navigate")
@@ -61,8 +61,7 @@ def checkpoint_policy(directory: str | Path, obs_dim: int, action_dim: int) -> C
 
     from wsrl import agents
     from wsrl.io import checkpoint
-    checkpoint.check_sizes(checkpoint.read_meta(directory), obs_dim, action_dim, str(directory))
-    agent, _ = checkpoint.load(directory)
+    agent, _ = checkpoint.load(directory, obs_dim=obs_dim, action_dim=action_dim)
 
     def policy_fn(obs, rng):
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
@@ -104,7 +103,8 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
     episode = 0
     obs, _ = env.reset(seed=reset_seed(seed, episode))
     policy.reset(env, rng)
-    bar = Progress(steps, enabled=progress, label="datagen")
+    bar = progress_bar(steps, enabled=progress, label="datagen")
+    bar.set_postfix_str("generating", refresh=False)
     for t in range(steps):
         action = policy(obs, rng)
         next_obs, reward, terminated, truncated, info = env.step(action)
@@ -118,8 +118,8 @@ def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
             episode += 1
             obs, _ = env.reset(seed=reset_seed(seed, episode))
             policy.reset(env, rng)
-        bar.update(t + 1, "generating")
-    bar.close(steps, "generating")
+        bar.update(1)
+    bar.close()
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from wsrl.datagen.labels import episode_seed, global_numpy_seed, join_and_label
 from wsrl.datagen.maze import distances_to
 from wsrl.errors import ConfigError
-from wsrl.io.runlog import Progress
+from wsrl.io.runlog import progress_bar
 from wsrl.tasks.envs import ogbench_env_names
 
 EPISODE_STEPS = {"navigate": 1000, "stitch": 200}
@@ -128,12 +128,13 @@ def _episodes(task_env_id: str, kind: str, low_level: Callable, steps: int, seed
     cells = maze_cells(env.unwrapped.maze_map)
     rng = np.random.default_rng(seed)
     episodes, done = [], 0
-    bar = Progress(steps, enabled=progress, label="datagen")
+    bar = progress_bar(steps, enabled=progress, label="datagen")
+    bar.set_postfix_str("generating", refresh=False)
     while done < steps:
         length = min(EPISODE_STEPS[kind], steps - done)
         episodes.append(run_episode(env, low_level, kind, noise, length, cells, rng,
                                     episode_seed(seed, len(episodes), 0x0A7E)))
         done += length
-        bar.update(done, "generating")
-    bar.close(steps, "generating")
+        bar.update(length)
+    bar.close()
     return episodes

@@ -18,7 +18,7 @@ import numpy as np
 
 from wsrl.datagen.labels import STATE_KEYS, episode_seed, global_numpy_seed, join_and_label
 from wsrl.errors import ConfigError
-from wsrl.io.runlog import Progress
+from wsrl.io.runlog import progress_bar
 from wsrl.tasks.envs import ogbench_env_names
 
 KINDS = ("play", "noisy")
@@ -113,7 +113,8 @@ def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: 
     env = gym.make(name, terminate_at_goal=False, mode="data_collection", max_episode_steps=EPISODE_STEPS + 1)
     oracles = make_oracles(name, env, kind, noise)
     episodes, done, attempt = [], 0, 0
-    bar = Progress(steps, enabled=progress, label="datagen")
+    bar = progress_bar(steps, enabled=progress, label="datagen")
+    bar.set_postfix_str("generating", refresh=False)
     with global_numpy_seed(seed):
         while done < steps:
             length = min(EPISODE_STEPS, steps - done)
@@ -123,6 +124,6 @@ def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: 
                 continue
             episodes.append(episode)
             done += length
-            bar.update(done, "generating")
-    bar.close(steps, "generating")
+            bar.update(length)
+    bar.close()
     return join_and_label(episodes, task_env_id), noise

@@ -1,7 +1,7 @@
 """Checkpoints: one directory holding every array of an agent (parameters, target parameters, Adam states,
 temperature, rng) in `agent.msgpack`, and in `checkpoint.json` the learner kind, its resolved config, the
-observation and action sizes, counters and provenance. `warm_start` turns a pre-trained checkpoint (Cal-QL, CQL
-or SAC) into the SAC learner for fine-tuning, keeping the optimizer states as the paper does."""
+observation and action sizes, counters and provenance. This module only saves and loads (warm-starting a learner
+from a loaded agent is `wsrl.agents.warm_start`)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,13 @@ import flax.serialization as serialization
 import jax
 
 from wsrl import agents
-from wsrl.agents import IQL, ActorCritic, ActorCriticConfig, IQLConfig
-from wsrl.errors import WsrlError
+from wsrl.agents import IQL, ActorCriticConfig, IQLConfig
+from wsrl.errors import CheckpointError
 from wsrl.io.provenance import provenance
 
 AGENT_FILE, META_FILE = "agent.msgpack", "checkpoint.json"
 FORMAT_VERSION = 1
-INIT_CHOICES = ("both", "policy", "critic", "none")
 _CONFIG_TYPES = {"actor_critic": ActorCriticConfig, "iql": IQLConfig}
-
-
-class CheckpointError(WsrlError):
-    """A checkpoint is missing, malformed or does not fit what it is loaded into."""
 
 
 def learner_kind(agent) -> str:
@@ -82,9 +77,13 @@ def read_meta(directory: str | Path) -> dict:
     return meta
 
 
-def load(directory: str | Path):
-    """-> (agent, meta)."""
+def load(directory: str | Path, *, obs_dim: int | None = None, action_dim: int | None = None):
+    """-> (agent, meta). With `obs_dim` / `action_dim`, a checkpoint made for other sizes is refused."""
     meta = read_meta(directory)
+    if obs_dim is not None and (meta["obs_dim"], meta["action_dim"]) != (obs_dim, action_dim):
+        raise CheckpointError(f"checkpoint {directory} does not fit this task: observation/action sizes "
+                              f"{meta['obs_dim']}/{meta['action_dim']} in the checkpoint, {obs_dim}/{action_dim} "
+                              f"in the task (was it pre-trained on another task?)")
     config = config_from_dict(meta["learner"], meta["config"])
     template = agents.create(config, meta["obs_dim"], meta["action_dim"], seed=0)
     raw = (Path(directory) / AGENT_FILE).read_bytes()
@@ -99,73 +98,3 @@ def load(directory: str | Path):
     return agent, meta
 
 
-def _architecture(config, part: str) -> dict:
-    if part == "policy":
-        names = ("actor_hidden_dims", "actor_layer_norm", "state_dependent_std")
-    else:
-        names = ("critic_hidden_dims", "critic_layer_norm", "num_critics", "discount")  # Q's scale depends on gamma
-    return {n: getattr(config, n) for n in names}
-
-
-def size_problems(meta: dict, obs_dim: int, action_dim: int) -> list[str]:
-    if meta["obs_dim"] == obs_dim and meta["action_dim"] == action_dim:
-        return []
-    return [f"observation/action sizes {meta['obs_dim']}/{meta['action_dim']} in the checkpoint, "
-            f"{obs_dim}/{action_dim} in the task (was it pre-trained on another task?)"]
-
-
-def check_sizes(meta: dict, obs_dim: int, action_dim: int, source: str) -> None:
-    problems = size_problems(meta, obs_dim, action_dim)
-    if problems:
-        raise CheckpointError(f"checkpoint {source} does not fit this task: {problems[0]}")
-
-
-def architecture_problems(saved, config: ActorCriticConfig, init: str) -> list[str]:
-    """What keeps a pre-trained learner config `saved` from initialising `config` (parts named by `init`)."""
-    iql_saved = isinstance(saved, IQLConfig)
-    problems = []
-    if init in ("both", "policy") and iql_saved:
-        problems.append("an IQL policy is an un-squashed Gaussian and cannot initialise the tanh-Gaussian SAC "
-                        "policy; use --init critic, or pre-train with cal-ql / cql")
-    parts = {"both": ("policy", "critic"), "policy": ("policy",), "critic": ("critic",), "none": ()}[init]
-    for part in parts:
-        if part == "policy" and iql_saved:
-            continue
-        want, have = _architecture(config, part), _architecture(saved, part)
-        for name in want:
-            if want[name] != have[name]:
-                problems.append(f"{name}: checkpoint has {have[name]}, fine-tuning asks for {want[name]}")
-    return problems
-
-
-def check_compatible(meta: dict, config: ActorCriticConfig, obs_dim: int, action_dim: int, init: str,
-                     source: str) -> None:
-    """Fail with what differs and how to pre-train a matching checkpoint."""
-    problems = size_problems(meta, obs_dim, action_dim)
-    problems += architecture_problems(config_from_dict(meta["learner"], meta["config"]), config, init)
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {source} does not fit this fine-tuning run:\n  - " + "\n  - ".join(problems) +
-            "\nPre-train a matching checkpoint (e.g. `wsrl pretrain --task TASK --num-critics N "
-            "--critic-layer-norm true`), or change the fine-tuning options to match the checkpoint.")
-
-
-def warm_start(directory: str | Path, config: ActorCriticConfig, obs_dim: int, action_dim: int, *,
-               init: str = "both", seed: int = 0) -> ActorCritic:
-    """A fresh SAC learner with the pre-trained policy and/or critic (with their Adam states) copied in.
-
-    The temperature is taken from the checkpoint together with the policy (the paper keeps the pre-trained
-    alpha); the CQL multiplier is dropped. `init="none"` returns the fresh learner (SAC from scratch).
-    """
-    agents.sac.check_choice("init", init, INIT_CHOICES)
-    fresh = agents.sac.create(config, obs_dim, action_dim, seed)
-    if init == "none":
-        return fresh
-    meta = read_meta(directory)
-    check_compatible(meta, config, obs_dim, action_dim, init, str(directory))
-    pre, _ = load(directory)
-    if init in ("both", "policy"):
-        fresh = fresh.replace(actor=pre.actor, temperature=pre.temperature)
-    if init in ("both", "critic"):
-        fresh = fresh.replace(critic=pre.critic, target_critic_params=pre.target_critic_params)
-    return fresh

@@ -1,12 +1,13 @@
-"""Run directory files: metrics as JSON lines (+ TensorBoard), and a progress line for long jobs."""
+"""Run directory files: metrics as JSON lines (+ TensorBoard), and a progress bar for long jobs."""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
-import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.json"
 
@@ -54,50 +55,9 @@ class MetricsLog:
             self._tb.close()
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
-class Progress:
-    """One status line: step, phase, steps/s, ETA, last score. Redrawn in place on a terminal, else printed
-    every `plain_every` seconds."""
-
-    def __init__(self, total: int, start: int = 0, enabled: bool = True, label: str = "wsrl",
-                 stream=None, plain_every: float = 30.0):
-        self.total, self.enabled, self.label = total, enabled, label
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.plain_every = plain_every
-        self._t0, self._s0, self._last_draw = time.monotonic(), start, 0.0
-        self.last_score: float | None = None
-
-    def line(self, step: int, phase: str) -> str:
-        elapsed = time.monotonic() - self._t0
-        rate = (step - self._s0) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else float("inf")
-        score = "" if self.last_score is None else f" | last score {self.last_score:.1f}"
-        return (f"[{self.label}] step {step:,}/{self.total:,} | {phase} | {rate:.1f} steps/s | "
-                f"ETA {format_duration(eta)}{score}")
-
-    def update(self, step: int, phase: str, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_draw < (0.5 if self.tty else self.plain_every):
-            return
-        self._last_draw = now
-        end = "\r" if self.tty else "\n"
-        print(self.line(step, phase).ljust(100 if self.tty else 0), end=end, file=self.stream, flush=True)
-
-    def close(self, step: int, phase: str) -> None:
-        if self.enabled:
-            print(self.line(step, phase), file=self.stream, flush=True)
+def progress_bar(total: int, start: int = 0, enabled: bool = True, label: str = "wsrl") -> tqdm:
+    """A tqdm bar for a long job: steps done, rate, ETA; redrawn twice a second on a terminal, else a line every
+    30 s (logs stay short). Callers add the phase and last score with `set_postfix_str`."""
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=start, disable=not enabled, desc=label, unit="step", dynamic_ncols=True,
+                mininterval=0.5 if tty else 30.0, file=sys.stderr)

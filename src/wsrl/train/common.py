@@ -11,14 +11,12 @@ import jax
 import numpy as np
 
 from wsrl import agents
-from wsrl.config import CommonConfig, to_jsonable
+from wsrl.config import to_jsonable
 from wsrl.data import DataError
 from wsrl.data.loaders import load_dataset
 from wsrl.data.replay import offline_batch
 from wsrl.data.returns import mc_returns_to_go
 from wsrl.data.transitions import Transitions
-from wsrl.io.provenance import provenance
-from wsrl.io.runlog import CONFIG_FILE
 from wsrl.tasks import Task, normalized_score
 
 
@@ -60,15 +58,22 @@ class Episode(NamedTuple):
     final_reward: float  # the last step's reward (kitchen: the sub-tasks done by the episode's end)
 
 
-def run_episode(env, act, seed: int) -> Episode:
-    obs, _ = env.reset(seed=seed)
-    total, success = 0.0, False
-    while True:
-        obs, reward, terminated, truncated, info = env.step(act(obs))
-        total += float(reward)
-        success = success or bool(info.get("success", False))
-        if terminated or truncated:
-            return Episode(total, success, float(reward))
+def run_episodes(envs: list, act, seeds: list[int]) -> list[Episode]:
+    """One episode on each environment (reset with its seed), stepped in lockstep: `act(observations)` maps
+    stacked observations (n, obs_dim) to actions (n, action_dim) with one call for all environments."""
+    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
+    totals, success, final = [0.0] * len(envs), [False] * len(envs), [0.0] * len(envs)
+    running = list(range(len(envs)))
+    while running:
+        actions = act(np.stack(obs).astype(np.float32))
+        for i in list(running):
+            obs[i], reward, terminated, truncated, info = envs[i].step(actions[i])
+            totals[i] += float(reward)
+            success[i] = success[i] or bool(info.get("success", False))
+            final[i] = float(reward)
+            if terminated or truncated:
+                running.remove(i)
+    return [Episode(*values) for values in zip(totals, success, final)]
 
 
 def score_episodes(task: Task, results: list[Episode]) -> dict:
@@ -80,33 +85,29 @@ def score_episodes(task: Task, results: list[Episode]) -> dict:
             "success": float(successes.mean())}
 
 
-def evaluate(task: Task, env, agent, episodes: int, seed: int) -> dict:
-    """Deterministic policy (the mean action), `episodes` episodes, the family's normalized score."""
-    def act(obs):
-        return np.asarray(agents.eval_actions(agent, obs[None].astype(np.float32))[0])
+def evaluate(task: Task, envs: list, stacked, episodes: int, seeds: list[int]) -> list[dict]:
+    """Each seed's deterministic policy (the mean action) for `episodes` episodes on its own environment (episode
+    e reset with seed seeds[i] + e), all seeds stepped together: one score dict per seed."""
+    def act(observations):
+        return np.asarray(agents.seeds.eval_actions(stacked, observations[:, None]))[:, 0]
 
-    return score_episodes(task, [run_episode(env, act, seed + i) for i in range(episodes)])
+    per_seed = [[] for _ in envs]
+    for e in range(episodes):
+        for results, episode in zip(per_seed, run_episodes(envs, act, [seed + e for seed in seeds])):
+            results.append(episode)
+    return [score_episodes(task, results) for results in per_seed]
 
 
 def env_dims(env) -> tuple[int, int]:
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
 
 
-# ---- run directories and snapshots --------------------------------------------------------------------------
-
-def default_run_dir(cfg: CommonConfig, name: str) -> Path:
-    return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / cfg.task / name / f"seed{cfg.seed}"
-
+# ---- run records and random streams ----------------------------------------------------------------------
 
 def run_record(kind: str, cfg, task: Task, **extra) -> dict:
     """What config.json records of a run (without provenance), as JSON reads it back."""
     record = {**dataclasses.asdict(cfg), "kind": kind, "task": task.name, "family": task.family, **extra}
     return json.loads(json.dumps(to_jsonable(record)))
-
-
-def write_run_config(run_dir: Path, record: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps({**record, **provenance()}, indent=2))
 
 
 def rng_state(rng: np.random.Generator) -> dict:

@@ -1,4 +1,4 @@
-"""The quantities the paper plots to explain forgetting (SPEC §6), for any learner.
+"""The quantities the paper plots to explain forgetting (docs/diagnostics.md), for any learner.
 
 - mean Q and TD error on a batch (online replay batches, and a held-out offline sample that is never trained on
   when no data is retained);

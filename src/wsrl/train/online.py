@@ -1,9 +1,12 @@
-"""Online fine-tuning: WSRL and every baseline, as one loop with options (docs/methods.md).
+"""Online fine-tuning: WSRL and every baseline, as one loop with options (docs/methods.md), for one seed or a
+group of seeds trained together.
 
-Per environment step: choose who acts (frozen pre-trained policy during warmup or a JSRL roll-in, uniform
-random, or the learner), store the transition, and after the warmup make one jitted learner update on a batch of
-`utd` minibatches drawn by the mixer (offline share 0 = no retention; the dataset is then not even kept).
-Evaluation, diagnostics and resumable snapshots happen at fixed step counts / episode ends.
+Per environment step, for every seed at once: choose who acts (frozen pre-trained policy during warmup or a JSRL
+roll-in, uniform random, or the learner) with one batched action call, step each seed's environment, store each
+transition in that seed's buffer, and after the warmup make one jitted update of all seeds on a batch of `utd`
+minibatches per seed (offline share 0 = no retention; the dataset is then not even kept). Evaluation,
+diagnostics and resumable snapshots happen at fixed step counts. Each seed writes its own run directory, exactly
+as if it ran alone.
 """
 
 from __future__ import annotations
@@ -12,62 +15,68 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wsrl import agents
-from wsrl.config import (CHECKPOINT_ALGORITHM, PRESETS, ConfigError, FinetuneConfig, ResolvedFinetune,
-                         resolve_finetune)
+from wsrl.config import (CHECKPOINT_ALGORITHM, PRESETS, ConfigError, FinetuneConfig, FinetunePlan, for_seed,
+                         resolve_finetune, run_seeds, seed_run_dir)
 from wsrl.data import DataError
-from wsrl.data.replay import BatchMixer, ReplayBuffer
+from wsrl.data.replay import BATCH_KEYS, BatchMixer, ReplayBuffer
+from wsrl.errors import CheckpointError
 from wsrl.io import checkpoint
-from wsrl.io.runlog import MetricsLog, Progress
+from wsrl.io.runlog import progress_bar
 from wsrl.tasks import get_task
-from wsrl.train import common, rundir
+from wsrl.train import common
 from wsrl.train.diagnostics import diagnostics
+from wsrl.train.run import Run, RunDirError, resume_step
 
 JSRL_GEOMETRIC_P = 0.01  # roll-in length ~ Geometric(1 - 0.99): mean 100 steps (paper App. I)
-
-
-@dataclasses.dataclass
-class Loop:
-    """Everything besides the agents and the buffer that a resumed run needs to continue identically."""
-
-    step: int = 0
-    episode: int = 0
-    last_snapshot: int = 0
-    rollin_left: int = 0  # JSRL: steps of the current episode still taken by the pre-trained policy
-    rng: dict | None = None
-    act_key: list | None = None
 
 
 def episode_seed(seed: int, episode: int) -> int:
     return seed * 1_000_003 + episode
 
 
-def build_agents(cfg: FinetuneConfig, resolved: ResolvedFinetune, obs_dim: int, action_dim: int):
-    """(learner, frozen pre-trained agent). Without a checkpoint the 'pre-trained' agent is the initial one."""
-    if cfg.checkpoint is not None:
-        pre_task = checkpoint.read_meta(cfg.checkpoint).get("task")
-        if pre_task not in (None, cfg.task):
-            raise ConfigError(f"checkpoint {cfg.checkpoint} was pre-trained on task {pre_task!r}, not {cfg.task!r}; "
-                              f"pre-train on this task with `wsrl pretrain --task {cfg.task}`")
-    if resolved.method.learner == "checkpoint":
-        expected = CHECKPOINT_ALGORITHM[cfg.method]
-        meta = checkpoint.read_meta(cfg.checkpoint)
-        if meta.get("algorithm") not in (None, expected):
-            raise ConfigError(f"method {cfg.method!r} continues {expected} training, but {cfg.checkpoint} was "
-                              f"pre-trained with {meta['algorithm']}; pre-train with `--algorithm {expected}`")
-        checkpoint.check_sizes(meta, obs_dim, action_dim, cfg.checkpoint)
-        agent, _ = checkpoint.load(cfg.checkpoint)
-        check_continued_options(cfg, agent.config)
-        return agent, agent
-    agent = checkpoint.warm_start(cfg.checkpoint, resolved.learner, obs_dim, action_dim, init=resolved.init,
-                                  seed=cfg.seed) if resolved.init != "none" else \
-        agents.create(resolved.learner, obs_dim, action_dim, cfg.seed)
-    pre = checkpoint.load(cfg.checkpoint)[0] if cfg.checkpoint else agent
-    return agent, pre
+@dataclasses.dataclass
+class Lane:
+    """One seed of a group: its environments, buffer, random streams and run directory."""
+
+    seed: int
+    run: Run
+    env: Any
+    eval_env: Any
+    buffer: ReplayBuffer
+    rng: np.random.Generator
+    held_out: dict | None
+    mixer: BatchMixer | None = None
+    episode: int = 0
+    rollin_left: int = 0  # JSRL: steps of the current episode still taken by the pre-trained policy
+    obs: np.ndarray | None = None
+    done: bool = False
+    episode_actions: list = dataclasses.field(default_factory=list)  # replayed on resume to restore the env
+
+
+# ---- starting points -------------------------------------------------------------------------------------------
+
+def check_pretrained(cfg: FinetuneConfig, plan: FinetunePlan, meta: dict, obs_dim: int, action_dim: int) -> None:
+    """The pre-trained agent (its checkpoint metadata) must come from this task and, for a method that continues
+    it, from that method's algorithm."""
+    source = cfg.checkpoint
+    if meta.get("task") not in (None, cfg.task):
+        raise ConfigError(f"checkpoint {source} was pre-trained on task {meta['task']!r}, not {cfg.task!r}; "
+                          f"pre-train on this task with `wsrl pretrain --task {cfg.task}`")
+    if plan.method.learner == "checkpoint" and meta.get("algorithm") not in (None, CHECKPOINT_ALGORITHM[cfg.method]):
+        raise ConfigError(f"method {cfg.method!r} continues {CHECKPOINT_ALGORITHM[cfg.method]} training, but "
+                          f"{source} was pre-trained with {meta['algorithm']}; pre-train with "
+                          f"`--algorithm {CHECKPOINT_ALGORITHM[cfg.method]}`")
+    if (meta["obs_dim"], meta["action_dim"]) != (obs_dim, action_dim):
+        raise CheckpointError(f"checkpoint {source} does not fit this task: observation/action sizes "
+                              f"{meta['obs_dim']}/{meta['action_dim']} in the checkpoint, {obs_dim}/{action_dim} in "
+                              f"the task (was it pre-trained on another task?)")
 
 
 def check_continued_options(cfg: FinetuneConfig, saved) -> None:
@@ -80,160 +89,24 @@ def check_continued_options(cfg: FinetuneConfig, saved) -> None:
     problems = [f"{name}: checkpoint has {have}, fine-tuning asks for {want}"
                 for name, (want, have) in given.items() if want is not None and want != have]
     if problems:
-        raise checkpoint.CheckpointError(
+        raise CheckpointError(
             f"method {cfg.method!r} continues the learner of {cfg.checkpoint}, which these options would change:\n"
             f"  - " + "\n  - ".join(problems) + "\nDrop them or pass the checkpoint's values.")
 
 
-def needs_dataset(cfg: FinetuneConfig, resolved: ResolvedFinetune) -> bool:
-    return resolved.offline_fraction > 0 or resolved.warmup_source == "dataset"
-
-
-def finetune(cfg: FinetuneConfig) -> Path:
-    with contextlib.ExitStack() as lock:
-        return _finetune(cfg, lock)
-
-
-def _finetune(cfg: FinetuneConfig, lock: contextlib.ExitStack) -> Path:
-    task = get_task(cfg.task)
-    resolved = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
-    run_dir = common.default_run_dir(cfg, cfg.label or cfg.method)
-    record = common.run_record("finetune", cfg, task, method=cfg.label or cfg.method, base_method=cfg.method,
-                               algorithm="sac" if resolved.method.learner == "sac" else cfg.method,
-                               resolved=resolved)
-    start = rundir.prepare(run_dir, cfg.resume, record)
-    resume = start == "continue"
-    env, eval_env = task.make_env(cfg.seed), task.make_env(cfg.seed + 10_000)
-    obs_dim, action_dim = common.env_dims(env)
-
-    # Everything that can fail on bad input happens before the run directory is touched.
-    if not resume:
-        agent, pre_agent = build_agents(cfg, resolved, obs_dim, action_dim)
-    discount = cfg.discount  # the learner's: checked against a loaded checkpoint, recorded for a resumed run
-    data, held_out = None, None
-    if needs_dataset(cfg, resolved):
-        data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
-    elif cfg.diagnostic_samples > 0 and not resume:
-        try:
-            data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, discount)
-        except (DataError, FileNotFoundError) as err:
-            if cfg.dataset is not None:  # a dataset the user named must load, even for diagnostics only
-                raise
-            print(f"[wsrl] no offline diagnostics: {err}")
-    if resume:
-        held_out = _load_held_out(run_dir)
-    elif data is not None:
-        held_out = common.held_out_sample(data, cfg.diagnostic_samples, cfg.seed)
-
-    buffer = ReplayBuffer(cfg.steps + resolved.warmup_steps + 1, obs_dim, action_dim, gamma=discount,
-                          sparse_negative_reward=task.sparse_negative_reward)
-    if resolved.offline_fraction == 0 and resolved.warmup_source != "dataset":
-        data = None  # no retention: drop the dataset before fine-tuning starts
-    rundir.enter(lock, run_dir, start)
-    if resume:
-        snapshot_dir = rundir.current_snapshot(run_dir)
-        agent, _ = checkpoint.load(snapshot_dir / "agent")
-        pre_agent, _ = checkpoint.load(run_dir / rundir.STATE_DIR / "pre_agent")
-        loop = Loop(**json.loads((snapshot_dir / "loop.json").read_text()))
-        buffer.load(snapshot_dir / "buffer.npz")
-        rng, act_key = common.rng_from_state(loop.rng), common.key_from_list(loop.act_key)
-    else:
-        pretrain_meta = checkpoint.read_meta(cfg.checkpoint) if cfg.checkpoint else {}
-        common.write_run_config(run_dir, {**record, "pretrain_run": pretrain_meta.get("pretrain_run"),
-                                          "pretrain_steps": pretrain_meta.get("pretrain_steps")})
-        loop, rng, act_key = Loop(), np.random.default_rng(cfg.seed), jax.random.PRNGKey(cfg.seed + 1)
-        if resolved.warmup_source == "dataset":
-            fill_from_dataset(buffer, data, resolved.warmup_steps, rng)
-            data = data if resolved.offline_fraction > 0 else None
-        snapshot_pre_agent(run_dir, pre_agent, obs_dim, held_out)
-    mixer = BatchMixer(buffer, data, resolved.offline_fraction)
-    warmup_end = resolved.warmup_steps if resolved.warmup_source in ("policy", "uniform") else 0
-    # The buffer holds `prefill` rows before the first step (dataset warmup); updates wait for the warmup to end
-    # and for more than `update_after` rows.
-    prefill = resolved.warmup_steps if resolved.warmup_source == "dataset" else 0
-    updates_start = max(warmup_end, resolved.update_after - prefill)
-
-    diagnostic_interval = cfg.diagnostic_interval or cfg.eval_interval
-    log = MetricsLog(run_dir)
-    log.truncate_after(loop.step)
-    progress = Progress(cfg.steps, start=loop.step, enabled=cfg.progress, label=cfg.label or cfg.method)
-
-    def phase() -> str:
-        return "warmup" if loop.step < warmup_end else "finetune"
-
-    def record(info: dict, evaluate: bool = True) -> None:
-        result = {}
-        if evaluate:
-            result = common.evaluate(task, eval_env, agent, cfg.eval_episodes,
-                                     seed=episode_seed(cfg.seed + 1, loop.step))
-            progress.last_score = result["score"]
-        online = None
-        if len(buffer) > 0:
-            online = buffer.sample(np.random.default_rng(loop.step), (cfg.batch_size,))
-        diag = diagnostics(agent, pre_agent, held_out, online, jax.random.PRNGKey(loop.step))
-        log.write({"step": loop.step, "phase": phase(), **result, **diag,
-                   **{f"train/{k}": float(v) for k, v in info.items()}})
-
-    if not resume:
-        record({})  # step 0: the pre-trained agent
-    obs, _ = env.reset(seed=episode_seed(cfg.seed, loop.episode))
-    loop.rollin_left = jsrl_rollin(resolved, cfg, loop.step, rng)
-    info = {}
-    while loop.step < cfg.steps:
-        act_key, key = jax.random.split(act_key)
-        action = choose_action(resolved, loop, agent, pre_agent, obs, key, rng, warmup_end, action_dim)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.insert(obs, action, float(task.reward_transform(np.float32(reward))), next_obs, terminated,
-                      truncated)
-        obs = next_obs
-        loop.step += 1
-        loop.rollin_left = max(loop.rollin_left - 1, 0)
-        if loop.step > updates_start:
-            batch = mixer.sample(rng, resolved.utd, cfg.batch_size)
-            update_actor = loop.step > updates_start + cfg.freeze_policy_steps
-            agent, info = agents.update(agent, batch, update_actor=update_actor)
-        if loop.step % cfg.eval_interval == 0 or loop.step == cfg.steps:
-            record(info)
-        elif loop.step % diagnostic_interval == 0:
-            record(info, evaluate=False)
-        if terminated or truncated:
-            buffer.end_episode(discount, task.sparse_negative_reward)
-            loop.episode += 1
-            # Snapshots are taken between episodes: the next episode's reset seed is known, so a resumed run
-            # continues exactly as an uninterrupted one.
-            if loop.step - loop.last_snapshot >= cfg.save_interval and loop.step < cfg.steps:
-                loop.last_snapshot = loop.step
-                snapshot(run_dir, agent, buffer, loop, rng, act_key, obs_dim)
-            obs, _ = env.reset(seed=episode_seed(cfg.seed, loop.episode))
-            loop.rollin_left = jsrl_rollin(resolved, cfg, loop.step, rng)
-        progress.update(loop.step, phase())
-    progress.close(loop.step, phase())
-    log.close()
-    checkpoint.save(run_dir / "checkpoint", agent, obs_dim=obs_dim,
-                    extra={"task": task.name, "method": cfg.method, "online_steps": loop.step})
-    if cfg.save_replay:
-        from wsrl.datagen import write_replay
-        write_replay(run_dir / "replay.hdf5", buffer.state_dict(), task,
-                     {"run_dir": str(run_dir.resolve()), "method": cfg.method, "seed": cfg.seed})
-    rundir.remove_state(run_dir)
-    return run_dir
-
-
-def choose_action(resolved: ResolvedFinetune, loop: Loop, agent, pre_agent, obs, key, rng, warmup_end: int,
-                  action_dim: int) -> np.ndarray:
-    if loop.step < warmup_end and resolved.warmup_source == "uniform":
-        return rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
-    frozen = loop.step < warmup_end or loop.rollin_left > 0
-    actor = pre_agent if frozen else agent
-    return np.asarray(agents.sample_actions(actor, obs[None].astype(np.float32), key)[0])
-
-
-def jsrl_rollin(resolved: ResolvedFinetune, cfg: FinetuneConfig, step: int, rng: np.random.Generator) -> int:
-    """JSRL: with probability 0.5, decaying linearly to 0, the episode starts with a Geometric roll-in."""
-    if not resolved.method.jsrl:
-        return 0
-    p = 0.5 * max(0.0, 1.0 - step / cfg.jsrl_horizon_decay_steps)
-    return int(rng.geometric(JSRL_GEOMETRIC_P)) if rng.random() < p else 0
+def build_agents(cfg: FinetuneConfig, plan: FinetunePlan, obs_dim: int, action_dim: int, pretrained=None):
+    """(learner, frozen pre-trained agent, pre-training metadata) of one seed. `pretrained`: (agent, metadata)
+    already in memory; otherwise the checkpoint is loaded. Without one the 'pre-trained' agent is the initial
+    learner."""
+    if cfg.checkpoint is None:
+        agent = agents.create(plan.learner, obs_dim, action_dim, cfg.seed)
+        return agent, agent, {}
+    pre, meta = pretrained or checkpoint.load(cfg.checkpoint)
+    check_pretrained(cfg, plan, meta, obs_dim, action_dim)
+    if plan.method.learner == "checkpoint":
+        check_continued_options(cfg, pre.config)
+        return pre, pre, meta
+    return agents.warm_start(pre, plan.learner, obs_dim, action_dim, init=plan.init, seed=cfg.seed), pre, meta
 
 
 def fill_from_dataset(buffer: ReplayBuffer, data, count: int, rng: np.random.Generator) -> None:
@@ -247,27 +120,223 @@ def fill_from_dataset(buffer: ReplayBuffer, data, count: int, rng: np.random.Gen
     buffer.episode_start = buffer.cursor  # these rows already carry their returns
 
 
-def snapshot_pre_agent(run_dir: Path, pre_agent, obs_dim: int, held_out: dict | None) -> None:
-    state = run_dir / rundir.STATE_DIR
-    checkpoint.save(state / "pre_agent", pre_agent, obs_dim=obs_dim)
-    if held_out is not None:
-        np.savez(state / "held_out.npz", **held_out)
-
-
-def _load_held_out(run_dir: Path) -> dict | None:
-    path = run_dir / rundir.STATE_DIR / "held_out.npz"
-    if not path.exists():
+def load_offline_data(cfg: FinetuneConfig, plan: FinetunePlan, task, obs_dim: int, action_dim: int, fresh: bool):
+    """The dataset when fine-tuning reads it, or (fresh runs) for the held-out diagnostics sample only."""
+    if plan.uses_dataset:
+        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount)
+    if cfg.diagnostic_samples == 0 or not fresh:
         return None
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount)
+    except (DataError, FileNotFoundError) as err:
+        if cfg.dataset is not None:  # a dataset the user named must load, even for diagnostics only
+            raise
+        print(f"[wsrl] no offline diagnostics: {err}")
+        return None
 
 
-def snapshot(run_dir: Path, agent, buffer: ReplayBuffer, loop: Loop, rng, act_key, obs_dim: int) -> None:
-    loop.rng, loop.act_key = common.rng_state(rng), common.key_to_list(act_key)
+# ---- the loop ------------------------------------------------------------------------------------------------
 
-    def write(directory: Path) -> None:
-        checkpoint.save(directory / "agent", agent, obs_dim=obs_dim)
-        buffer.save(directory / "buffer.npz")
-        (directory / "loop.json").write_text(json.dumps(dataclasses.asdict(loop)))
+def finetune(cfg: FinetuneConfig, pretrained: dict | None = None) -> Path | list[Path]:
+    """Run (or resume) fine-tuning; returns the run directory, or with `cfg.seeds` one per seed.
+    `pretrained`: {seed: (agent, checkpoint metadata)} already in memory (from `wsrl.api.run`)."""
+    with contextlib.ExitStack() as stack:
+        dirs = _finetune(cfg, stack, pretrained or {})
+    return dirs if cfg.seeds is not None else dirs[0]
 
-    rundir.write_snapshot(run_dir, loop.step, write)
+
+def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict) -> list[Path]:
+    task = get_task(cfg.task)
+    plan = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
+    name = cfg.label or cfg.method
+    members = [for_seed(cfg, seed, seed_run_dir(cfg, name, seed)) for seed in run_seeds(cfg)]
+    runs = [Run(Path(m.run_dir), cfg.resume, common.run_record(
+        "finetune", m, task, method=name, base_method=cfg.method,
+        algorithm="sac" if plan.method.learner == "sac" else cfg.method,
+        resolved=dataclasses.replace(plan, config=None)))
+        for m in members]
+    start = resume_step(runs)
+    lanes_env = [(task.make_env(m.seed), task.make_env(m.seed + 10_000)) for m in members]
+    obs_dim, action_dim = common.env_dims(lanes_env[0][0])
+
+    # Everything that can fail on bad input happens before any run directory is touched.
+    built = [build_agents(m, plan, obs_dim, action_dim, pretrained.get(m.seed)) for m in members] if not start \
+        else None
+    data = load_offline_data(cfg, plan, task, obs_dim, action_dim, fresh=not start)
+    lanes = []
+    for m, run, (env, eval_env) in zip(members, runs, lanes_env):
+        held_out = common.held_out_sample(data, cfg.diagnostic_samples, m.seed) if data is not None else None
+        buffer = ReplayBuffer(cfg.steps + plan.warmup_steps + 1, obs_dim, action_dim, gamma=cfg.discount,
+                              sparse_negative_reward=task.sparse_negative_reward)
+        lanes.append(Lane(m.seed, run, env, eval_env, buffer, np.random.default_rng(m.seed), held_out))
+    if not start and plan.prefill:
+        for lane in lanes:
+            fill_from_dataset(lane.buffer, data, plan.prefill, lane.rng)
+    if plan.offline_fraction == 0:
+        data = None  # no retention: the dataset is dropped before fine-tuning starts; no batch can reach it
+    for lane in lanes:
+        lane.mixer = BatchMixer(lane.buffer, data, plan.offline_fraction)
+        lane.run.open(stack, start)
+
+    if start:
+        learner, pre, keys = restore(lanes, start, action_dim)
+    else:
+        for lane, (agent, pre_agent, meta) in zip(lanes, built):
+            lane.run.write_config({"pretrain_run": meta.get("pretrain_run"),
+                                   "pretrain_steps": meta.get("pretrain_steps")})
+            lane.run.save_start_agent("pre_agent", pre_agent, obs_dim)
+            lane.run.save_start_arrays("held_out", lane.held_out)
+        learner = agents.seeds.stack([b[0] for b in built])
+        pre = agents.seeds.stack([b[1] for b in built])
+        keys = jnp.stack([jax.random.PRNGKey(lane.seed + 1) for lane in lanes])
+    return Loop(plan, task, lanes, learner, pre, keys, obs_dim, action_dim).run(start)
+
+
+def restore(lanes: list[Lane], step: int, action_dim: int):
+    """Each seed's learner, buffer, random streams and environment as they were at snapshot `step`: the running
+    episode is replayed from its reset seed and recorded actions (the environments are deterministic)."""
+    learners, pres, keys = [], [], []
+    for lane in lanes:
+        directory = lane.run.snapshot_dir(step)
+        learners.append(checkpoint.load(directory / "agent")[0])
+        pres.append(lane.run.load_start_agent("pre_agent"))
+        lane.held_out = lane.run.load_start_arrays("held_out")
+        lane.buffer.load(directory / "buffer.npz")
+        loop = json.loads((directory / "loop.json").read_text())
+        lane.episode, lane.rollin_left = loop["episode"], loop["rollin_left"]
+        lane.rng = common.rng_from_state(loop["rng"])
+        keys.append(common.key_from_list(loop["act_key"]))
+        with np.load(directory / "episode.npz") as f:
+            actions, expected = f["actions"], f["obs"]
+        lane.obs, _ = lane.env.reset(seed=episode_seed(lane.seed, lane.episode))
+        for action in actions:
+            lane.obs = lane.env.step(action)[0]
+        lane.episode_actions = list(actions)
+        if not np.array_equal(lane.obs, expected):
+            raise RunDirError(f"{lane.run.path}: replaying the running episode of the snapshot of step {step} did "
+                              f"not reach the saved state (is the environment deterministic?); start the run again")
+    return agents.seeds.stack(learners), agents.seeds.stack(pres), jnp.stack(keys)
+
+
+@dataclasses.dataclass
+class Loop:
+    plan: FinetunePlan
+    task: Any
+    lanes: list[Lane]
+    learner: Any  # stacked over seeds
+    pre: Any  # the frozen pre-trained agents, stacked over seeds
+    keys: Any  # each seed's action key
+    obs_dim: int
+    action_dim: int
+
+    @property
+    def cfg(self) -> FinetuneConfig:
+        return self.plan.config
+
+    def run(self, start: int) -> list[Path]:
+        plan, cfg = self.plan, self.cfg
+        step, info = start, None
+        if not start:
+            for lane in self.lanes:
+                self.start_episode(lane, step)
+            self.record(step, None, evaluate=True)  # step 0: the pre-trained agent
+        diagnostic_interval = cfg.diagnostic_interval or cfg.eval_interval
+        with progress_bar(cfg.steps, start, cfg.progress, cfg.label or cfg.method) as bar:
+            while step < cfg.steps:
+                self.keys, use = agents.seeds.split_keys(self.keys)
+                actions = self.choose_actions(step, use)
+                for lane, action in zip(self.lanes, actions):
+                    self.env_step(lane, action)
+                step += 1
+                if step > plan.updates_start:
+                    batch = {k: np.stack([b[k] for b in self.batches()]) for k in BATCH_KEYS}
+                    self.learner, info = agents.seeds.update(
+                        self.learner, batch, update_actor=step > plan.updates_start + cfg.freeze_policy_steps)
+                if step % cfg.eval_interval == 0 or step == cfg.steps:
+                    scores = self.record(step, info, evaluate=True)
+                    bar.set_postfix_str(f"{self.phase(step)} | score {np.mean(scores):.1f}", refresh=False)
+                elif step % diagnostic_interval == 0:
+                    self.record(step, info, evaluate=False)
+                for lane in self.lanes:
+                    if lane.done:
+                        lane.buffer.end_episode(cfg.discount, self.task.sparse_negative_reward)
+                        lane.episode += 1
+                        self.start_episode(lane, step)
+                if step % cfg.save_interval == 0 and step < cfg.steps:
+                    self.snapshot(step)
+                bar.update(1)
+        return [self.finish(i, lane, step) for i, lane in enumerate(self.lanes)]
+
+    def phase(self, step: int) -> str:
+        return "warmup" if step < self.plan.warmup_end else "finetune"
+
+    def start_episode(self, lane: Lane, step: int) -> None:
+        lane.obs, _ = lane.env.reset(seed=episode_seed(lane.seed, lane.episode))
+        lane.done, lane.episode_actions = False, []
+        lane.rollin_left = self.jsrl_rollin(lane.rng, step)
+
+    def jsrl_rollin(self, rng: np.random.Generator, step: int) -> int:
+        """JSRL: with probability 0.5, decaying linearly to 0, the episode starts with a Geometric roll-in."""
+        if not self.plan.method.jsrl:
+            return 0
+        p = 0.5 * max(0.0, 1.0 - step / self.cfg.jsrl_horizon_decay_steps)
+        return int(rng.geometric(JSRL_GEOMETRIC_P)) if rng.random() < p else 0
+
+    def choose_actions(self, step: int, keys) -> np.ndarray:
+        plan = self.plan
+        if step < plan.warmup_end and plan.warmup_source == "uniform":
+            return np.stack([lane.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32) for lane in self.lanes])
+        obs = np.stack([lane.obs for lane in self.lanes]).astype(np.float32)[:, None]
+        frozen = np.array([step < plan.warmup_end or lane.rollin_left > 0 for lane in self.lanes])
+        if frozen.all() or not frozen.any():
+            return np.asarray(agents.seeds.sample_actions(self.pre if frozen.all() else self.learner, obs, keys))[:, 0]
+        pre = np.asarray(agents.seeds.sample_actions(self.pre, obs, keys))[:, 0]
+        own = np.asarray(agents.seeds.sample_actions(self.learner, obs, keys))[:, 0]
+        return np.where(frozen[:, None], pre, own)
+
+    def env_step(self, lane: Lane, action: np.ndarray) -> None:
+        next_obs, reward, terminated, truncated, _ = lane.env.step(action)
+        lane.buffer.insert(lane.obs, action, float(self.task.reward_transform(np.float32(reward))), next_obs,
+                           terminated, truncated)
+        lane.episode_actions.append(action)
+        lane.obs, lane.done = next_obs, bool(terminated or truncated)
+        lane.rollin_left = max(lane.rollin_left - 1, 0)
+
+    def batches(self) -> list[dict]:
+        return [lane.mixer.sample(lane.rng, self.plan.utd, self.cfg.batch_size) for lane in self.lanes]
+
+    def record(self, step: int, info: dict | None, evaluate: bool) -> list[float]:
+        """Evaluate (all seeds together) and measure the diagnostics; one metrics record per seed."""
+        cfg, results = self.cfg, [{} for _ in self.lanes]
+        if evaluate:
+            results = common.evaluate(self.task, [lane.eval_env for lane in self.lanes], self.learner,
+                                      cfg.eval_episodes, [episode_seed(lane.seed + 1, step) for lane in self.lanes])
+        for i, lane in enumerate(self.lanes):
+            online = lane.buffer.sample(np.random.default_rng(step), (cfg.batch_size,)) if len(lane.buffer) else None
+            diag = diagnostics(agents.seeds.member(self.learner, i), agents.seeds.member(self.pre, i), lane.held_out,
+                               online, jax.random.PRNGKey(step))
+            train = {f"train/{k}": float(v[i]) for k, v in (info or {}).items()}
+            lane.run.log({"step": step, "phase": self.phase(step), **results[i], **diag, **train})
+        return [r.get("score", np.nan) for r in results]
+
+    def snapshot(self, step: int) -> None:
+        for i, lane in enumerate(self.lanes):
+            def write(directory: Path, i=i, lane=lane) -> None:
+                checkpoint.save(directory / "agent", agents.seeds.member(self.learner, i), obs_dim=self.obs_dim)
+                lane.buffer.save(directory / "buffer.npz")
+                loop = {"step": step, "episode": lane.episode, "rollin_left": lane.rollin_left,
+                        "rng": common.rng_state(lane.rng), "act_key": common.key_to_list(self.keys[i])}
+                (directory / "loop.json").write_text(json.dumps(loop))
+                actions = np.array(lane.episode_actions, np.float32).reshape(-1, self.action_dim)
+                np.savez(directory / "episode.npz", actions=actions, obs=lane.obs)
+            lane.run.snapshot(step, write)
+
+    def finish(self, i: int, lane: Lane, step: int) -> Path:
+        cfg = self.cfg
+        if cfg.save_replay:
+            from wsrl.datagen import write_replay
+            write_replay(lane.run.path / "replay.hdf5", lane.buffer.state_dict(), self.task,
+                         {"run_dir": str(lane.run.path.resolve()), "method": cfg.method, "seed": lane.seed})
+        lane.run.finish(agents.seeds.member(self.learner, i), self.obs_dim,
+                        {"task": self.task.name, "method": cfg.method, "online_steps": step})
+        return lane.run.path
