@@ -1,6 +1,9 @@
 """Several seeds of one learner as one agent: every array gains a leading seed axis, and one jitted call updates
-(or acts for) all seeds at once. Each seed keeps its own random key inside its agent, so seed s follows the same
-random streams in a group as alone (up to float rounding of the batched kernels)."""
+(or acts for) all seeds at once. Each seed keeps its own random key inside its agent.
+
+The seeds are processed one after another inside the jitted call (`lax.map`), not vectorised (`vmap`): measured
+here (benchmarks/seed_layouts.py, docs/performance.md) it is as fast or faster per seed on a CPU, and it runs
+each seed's exact single-seed computation, so seed s of a group is bit-for-bit seed s alone."""
 
 from __future__ import annotations
 
@@ -36,24 +39,24 @@ def size(stacked) -> int:
 def update(stacked, batch, update_actor: bool = True):
     """One environment step's learning for every seed: `batch` arrays are (seeds, utd, batch_size, ...)."""
     module = _module(stacked)
-    return jax.vmap(lambda agent, b: module._update(agent, b, update_actor=update_actor))(stacked, batch)
+    return jax.lax.map(lambda args: module._update(*args, update_actor=update_actor), (stacked, batch))
 
 
 @jax.jit
 def sample_actions(stacked, observations, keys):
     """observations (seeds, n, obs_dim), keys (seeds, 2) -> actions (seeds, n, action_dim)."""
     module = _module(stacked)
-    return jax.vmap(lambda agent, obs, key: module.sample_actions(agent, obs, key))(stacked, observations, keys)
+    return jax.lax.map(lambda args: module.sample_actions(*args), (stacked, observations, keys))
 
 
 @jax.jit
 def eval_actions(stacked, observations):
     module = _module(stacked)
-    return jax.vmap(module.eval_actions)(stacked, observations)
+    return jax.lax.map(lambda args: module.eval_actions(*args), (stacked, observations))
 
 
 @jax.jit
 def split_keys(keys):
     """Each seed's key -> (its next key, a key to use now), as `jax.random.split` would give one seed alone."""
-    pairs = jax.vmap(jax.random.split)(keys)
+    pairs = jax.lax.map(jax.random.split, keys)
     return pairs[:, 0], pairs[:, 1]

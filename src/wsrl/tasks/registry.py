@@ -96,59 +96,77 @@ D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly;
 
 
 def _tasks() -> list[Task]:
-    tasks = [Task("pointmaze-umaze-v0", "pointmaze", "PointMaze_UMaze-v3 (fixed start and goal)",
-                  envs.pointmaze_umaze, 300, SPARSE_01, -5.0, "success", 0.0, 1.0, "antmaze", "maze-planner")]
+    # Keywords shared by many rows.
+    success = dict(metric="success", ref_min_return=0.0, ref_max_return=1.0)
+    sparse_maze = dict(sparse_negative_reward=-5.0, **success, preset="antmaze")
+    ogbench_maze = dict(max_episode_steps=1000, reward_transform=SPARSE_M10, **sparse_maze)
+    locomotion = dict(family="locomotion", max_episode_steps=1000, reward_transform=IDENTITY,
+                      sparse_negative_reward=None, metric="normalized_return", preset="locomotion")
+
+    tasks = [Task(name="pointmaze-umaze-v0", family="pointmaze", env_id="PointMaze_UMaze-v3 (fixed start and goal)",
+                  factory=envs.pointmaze_umaze, max_episode_steps=300, reward_transform=SPARSE_01, **sparse_maze,
+                  datagen_recipe="maze-planner")]
     for maze in ("medium", "large"):
         for kind in ("navigate", "stitch"):
             for i in range(1, 6):
                 env_id = f"pointmaze-{maze}-{kind}-singletask-task{i}-v0"
-                tasks.append(Task(env_id, "pointmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                                  1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", "navigate", OGBENCH_NPZ,
-                                  functools.partial(envs.ogbench_transition_rewards, env_id)))
+                tasks.append(Task(name=env_id, family="pointmaze", env_id=env_id,
+                                  factory=functools.partial(envs.ogbench_singletask, env_id), **ogbench_maze,
+                                  datagen_recipe="navigate", source_hint=OGBENCH_NPZ,
+                                  reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
         for i in range(1, 6):
             env_id = f"antmaze-{maze}-navigate-singletask-task{i}-v0"
-            tasks.append(Task(env_id, "antmaze", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                              1000, SPARSE_M10, -5.0, "success", 0.0, 1.0, "antmaze", None,
-                              "Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 --method "
-                              f"sac-fast`), then `wsrl datagen --task {env_id} --recipe navigate --checkpoint "
-                              "RUN/checkpoint`. " + OGBENCH_NPZ,
-                              functools.partial(envs.ogbench_transition_rewards, env_id)))
+            tasks.append(Task(name=env_id, family="antmaze", env_id=env_id,
+                              factory=functools.partial(envs.ogbench_singletask, env_id), **ogbench_maze,
+                              datagen_recipe=None,
+                              source_hint="Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 "
+                                          "--method sac-fast`), then `wsrl datagen --task "
+                                          f"{env_id} --recipe navigate --checkpoint RUN/checkpoint`. " + OGBENCH_NPZ,
+                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
     # The goal-direction task OGBench trained its ants' low-level agent on; 100 = 1 m/s along the direction.
-    tasks.append(Task("ant-xy-v0", "locomotion", "online-ant-v0 + goal direction", envs.ant_goal_direction, 1000,
-                      IDENTITY, None, "normalized_return", 0.0, 100.0, "locomotion", None,
-                      "Online only: train with `wsrl finetune --task ant-xy-v0 --method sac-fast`; its checkpoint "
-                      "drives `wsrl datagen --recipe navigate` on the ant mazes."))
+    tasks.append(Task(name="ant-xy-v0", env_id="online-ant-v0 + goal direction", factory=envs.ant_goal_direction,
+                      **locomotion, ref_min_return=0.0, ref_max_return=100.0, datagen_recipe=None,
+                      source_hint="Online only: train with `wsrl finetune --task ant-xy-v0 --method sac-fast`; its "
+                                  "checkpoint drives `wsrl datagen --recipe navigate` on the ant mazes."))
     for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
         for i in range(1, 6):
             env_id = f"{scene}-singletask-task{i}-v0"
-            tasks.append(Task(env_id, "manipulation", env_id, functools.partial(envs.ogbench_singletask, env_id),
-                              horizon, RewardTransform(), None, "success", 0.0, 1.0, "kitchen", "oracle",
-                              OGBENCH_NPZ, functools.partial(envs.ogbench_transition_rewards, env_id)))
+            tasks.append(Task(name=env_id, family="manipulation", env_id=env_id,
+                              factory=functools.partial(envs.ogbench_singletask, env_id), max_episode_steps=horizon,
+                              reward_transform=RewardTransform(), sparse_negative_reward=None, **success,
+                              preset="kitchen", datagen_recipe="oracle", source_hint=OGBENCH_NPZ,
+                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
     # The paper's D4RL tasks, on modern environments (D4RL antmaze -> OGBench's ant and mazes).
     for maze, ds in (("medium", "play"), ("medium", "diverse"), ("large", "play"), ("large", "diverse")):
         env_id = f"antmaze-{maze}-navigate-singletask-task1-v0"
-        tasks.append(Task(f"antmaze-{maze}-{ds}-v2", "antmaze", env_id,
-                          functools.partial(envs.ogbench_singletask, env_id, reward_offset=1.0), 1000, SPARSE_01,
-                          -5.0, "success", 0.0, 1.0, "antmaze", None, D4RL_FILES))
+        tasks.append(Task(name=f"antmaze-{maze}-{ds}-v2", family="antmaze", env_id=env_id,
+                          factory=functools.partial(envs.ogbench_singletask, env_id, reward_offset=1.0),
+                          max_episode_steps=1000, reward_transform=SPARSE_01, **sparse_maze, datagen_recipe=None,
+                          source_hint=D4RL_FILES))
     for name, tasks_ in KITCHEN_TASKS.items():
-        tasks.append(Task(f"kitchen-{name}-v0", "kitchen", "FrankaKitchen-v1",
-                          functools.partial(envs.franka_kitchen, tasks_), 280, KITCHEN, None, "final_reward",
-                          0.0, 4.0, "kitchen", None,
-                          f"Use Minari's D4RL/kitchen/{name}-v2 (FrankaKitchen-v1 has 59-d observations; D4RL's "
-                          f"own kitchen files have 60)."))
+        tasks.append(Task(name=f"kitchen-{name}-v0", family="kitchen", env_id="FrankaKitchen-v1",
+                          factory=functools.partial(envs.franka_kitchen, tasks_), max_episode_steps=280,
+                          reward_transform=KITCHEN, sparse_negative_reward=None, metric="final_reward",
+                          ref_min_return=0.0, ref_max_return=4.0, preset="kitchen", datagen_recipe=None,
+                          source_hint=f"Use Minari's D4RL/kitchen/{name}-v2 (FrankaKitchen-v1 has 59-d observations; "
+                                      f"D4RL's own kitchen files have 60)."))
     for name, (env_id, horizon) in ADROIT.items():
-        tasks.append(Task(f"{name}-binary-v0", "adroit", env_id, functools.partial(envs.adroit_binary, env_id),
-                          horizon, SPARSE_M10, -5.0, "success", 0.0, 1.0, "adroit", None,
-                          f"Use Minari's D4RL/{name}/*-v2 or D4RL's {name}-*-v1 HDF5: the binary rewards come "
-                          f"from their success flags (infos success / goal_achieved).",
+        tasks.append(Task(name=f"{name}-binary-v0", family="adroit", env_id=env_id,
+                          factory=functools.partial(envs.adroit_binary, env_id), max_episode_steps=horizon,
+                          reward_transform=SPARSE_M10, sparse_negative_reward=-5.0, **success, preset="adroit",
+                          datagen_recipe=None,
+                          source_hint=f"Use Minari's D4RL/{name}/*-v2 or D4RL's {name}-*-v1 HDF5: the binary rewards "
+                                      f"come from their success flags (infos success / goal_achieved).",
                           dataset_transform=envs.adroit_binary_dataset))
     for body, env_id in LOCOMOTION_ENVS.items():
         lo, hi = LOCOMOTION_REFS[body]
         for ds in ("random", "medium", "medium-replay", "medium-expert", "expert"):
-            tasks.append(Task(f"{body}-{ds}-v2", "locomotion", env_id, functools.partial(envs.locomotion, env_id),
-                              1000, IDENTITY, None, "normalized_return", lo, hi, "locomotion", None, D4RL_FILES))
-        tasks.append(Task(f"{body}-random-local-v5", "locomotion", env_id, functools.partial(envs.locomotion, env_id),
-                          1000, IDENTITY, None, "normalized_return", lo, hi, "locomotion", "random"))
+            tasks.append(Task(name=f"{body}-{ds}-v2", env_id=env_id, factory=functools.partial(envs.locomotion, env_id),
+                              **locomotion, ref_min_return=lo, ref_max_return=hi, datagen_recipe=None,
+                              source_hint=D4RL_FILES))
+        tasks.append(Task(name=f"{body}-random-local-v5", env_id=env_id,
+                          factory=functools.partial(envs.locomotion, env_id), **locomotion, ref_min_return=lo,
+                          ref_max_return=hi, datagen_recipe="random"))
     return tasks
 
 
