@@ -274,3 +274,23 @@ def test_plain_npz_bad_inputs_name_file_and_key(tmp_path, change, key):
     with pytest.raises(DataError) as err:
         load_npz(tmp_path / "plain.npz")
     assert str(tmp_path / "plain.npz") in str(err.value) and f"'{key}'" in str(err.value)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", "not a readable .npz file \\(EOFError"),
+    ("truncated", "not a readable .npz file \\(BadZipFile"),
+    ("string rewards", "'rewards' holds <U1 values, not numbers"),
+])
+def test_damaged_npz_files_are_one_clear_error(tmp_path, damage, message):
+    n = 8
+    arrays = dict(observations=np.zeros((n, 3), np.float32), actions=np.zeros((n, 2), np.float32),
+                  rewards=np.zeros(n, np.float32), next_observations=np.zeros((n, 3), np.float32),
+                  terminals=np.zeros(n, bool), timeouts=np.zeros(n, bool))
+    path = tmp_path / "d.npz"
+    np.savez(path, **{**arrays, "rewards": np.array(["a"] * n)} if damage == "string rewards" else arrays)
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match=message):
+        load_dataset(path)

@@ -82,7 +82,7 @@ class Kill(Exception):
 
 
 def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
-    kw = dict(steps=450, warmup_steps=50, eval_interval=150, save_interval=100)
+    kw = dict(steps=450, warmup_steps=50, eval_interval=150, save_interval=100, diagnostic_interval=25)
     reference = read(finetune(finetune_cfg(workspace, "wsrl", "resume-ref", **kw)))
 
     calls = {"n": 0}
@@ -90,7 +90,7 @@ def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
 
     def dying_update(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 380:  # step 430: after the step-300 and step-400-ish snapshots
+        if calls["n"] == 380:  # step 430: after the snapshot of step 400 and the record of step 425
             raise Kill()
         return real_update(*args, **kwargs)
 
@@ -102,6 +102,27 @@ def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
     monkeypatch.setattr(agents.seeds, "update", real_update)
     resumed = read(finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True})))
     assert resumed == reference
+    # TensorBoard shows each step once: what the killed run logged after its snapshot is purged.
+    assert tensorboard_steps(Path(cfg.run_dir), "q_online") == [r["step"] for r in reference if "q_online" in r]
+
+
+def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
+    """The steps TensorBoard displays for `tag`: event files read in order (TFRecord framing), and a session
+    START at step p hiding the earlier files' events at steps >= p (TensorBoard's purge rule)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+    shown: list[int] = []
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            length = struct.unpack("<Q", data[i:i + 8])[0]
+            event = Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                shown = [step for step in shown if step < event.step]
+            shown += [event.step for value in event.summary.value if value.tag == tag]
+    return shown
 
 
 def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):

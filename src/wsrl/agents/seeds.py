@@ -44,9 +44,11 @@ def update(stacked, batch, update_actor: bool = True):
 
 @jax.jit
 def sample_actions(stacked, observations, keys):
-    """observations (seeds, n, obs_dim), keys (seeds, 2) -> actions (seeds, n, action_dim)."""
+    """observations (seeds, n, obs_dim), keys (seeds, 2) -> (each seed's next key, actions (seeds, n, action_dim)),
+    each seed's action drawn with `jax.random.split(key)[1]` as one seed alone would (one call per step)."""
     module = _module(stacked)
-    return jax.lax.map(lambda args: module.sample_actions(*args), (stacked, observations, keys))
+    keys, use = split_keys(keys)
+    return keys, jax.lax.map(lambda args: module.sample_actions(*args), (stacked, observations, use))
 
 
 @jax.jit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -108,9 +109,14 @@ class Transitions:
         if missing:
             raise DataError(f"{source}: missing key(s) {missing}; found {sorted(arrays)}. A dataset needs "
                             f"{list(FIELDS)} (mc_returns optional)")
-        mc = arrays.get("mc_returns")
-        t = cls(**{k: np.asarray(arrays[k], np.float32) for k in FIELDS},
-                mc_returns=None if mc is None else np.asarray(mc, np.float32))
+        given = {k: np.asarray(arrays[k]) for k in FIELDS + ("mc_returns",) if arrays.get(k) is not None}
+        for name, array in given.items():  # strings or objects would be parsed, or fail obscurely, in the cast
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise DataError(f"{source}: '{name}' holds {array.dtype} values, not numbers; store it as a "
+                                f"numeric array (float32, or bool for flags)")
+        mc = given.get("mc_returns")
+        t = cls(**{k: given[k].astype(np.float32) for k in FIELDS},
+                mc_returns=None if mc is None else mc.astype(np.float32))
         t.validate(source)
         return dataclasses.replace(t, actions=np.clip(t.actions, -ACTION_CLIP, ACTION_CLIP))
 
@@ -129,8 +135,9 @@ def read_npz(path: str | Path, keys_only: bool = False) -> dict[str, np.ndarray]
     try:
         with np.load(path, allow_pickle=False) as f:
             return list(f.files) if keys_only else {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # empty, cut short, not a zip, pickled
+        raise DataError(f"{path}: not a readable .npz file ({type(err).__name__}: {err}); write it again (e.g. "
+                        f"with numpy.savez)") from err
 
 
 def _check_field(source: str, name: str, array: np.ndarray, n: int, obs_shape: tuple) -> None:

@@ -20,12 +20,15 @@ def _plain(value):
 class MetricsLog:
     """Appends one JSON object per evaluation to metrics.jsonl and mirrors the numbers to TensorBoard."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None):
+        """`resume_step`: a resumed run continues after this step; TensorBoard hides what the killed run logged
+        after it (tensorboardX's `purge_step`), as `truncate_after` drops it from metrics.jsonl."""
         self.path = Path(run_dir) / METRICS_FILE
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
 
     def write(self, record: dict) -> None:
         record = {k: _plain(v) for k, v in record.items()}

@@ -243,8 +243,7 @@ class Loop:
         diagnostic_interval = cfg.diagnostic_interval or cfg.eval_interval
         with progress_bar(cfg.steps, start, cfg.progress, cfg.label or cfg.method) as bar:
             while step < cfg.steps:
-                self.keys, use = agents.seeds.split_keys(self.keys)
-                actions = self.choose_actions(step, use)
+                actions = self.choose_actions(step)
                 for lane, action in zip(self.lanes, actions):
                     self.env_step(lane, action)
                 step += 1
@@ -282,17 +281,20 @@ class Loop:
         p = 0.5 * max(0.0, 1.0 - step / self.cfg.jsrl_horizon_decay_steps)
         return int(rng.geometric(JSRL_GEOMETRIC_P)) if rng.random() < p else 0
 
-    def choose_actions(self, step: int, keys) -> np.ndarray:
+    def choose_actions(self, step: int) -> np.ndarray:
+        """Each seed's action; every seed's action key advances once per step whoever acts."""
         plan = self.plan
         if step < plan.warmup_end and plan.warmup_source == "uniform":
+            self.keys = agents.seeds.split_keys(self.keys)[0]
             return np.stack([lane.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32) for lane in self.lanes])
         obs = np.stack([lane.obs for lane in self.lanes]).astype(np.float32)[:, None]
         frozen = np.array([step < plan.warmup_end or lane.rollin_left > 0 for lane in self.lanes])
         if frozen.all() or not frozen.any():
-            return np.asarray(agents.seeds.sample_actions(self.pre if frozen.all() else self.learner, obs, keys))[:, 0]
-        pre = np.asarray(agents.seeds.sample_actions(self.pre, obs, keys))[:, 0]
-        own = np.asarray(agents.seeds.sample_actions(self.learner, obs, keys))[:, 0]
-        return np.where(frozen[:, None], pre, own)
+            self.keys, actions = agents.seeds.sample_actions(self.pre if frozen.all() else self.learner, obs, self.keys)
+            return np.asarray(actions)[:, 0]
+        _, pre = agents.seeds.sample_actions(self.pre, obs, self.keys)
+        self.keys, own = agents.seeds.sample_actions(self.learner, obs, self.keys)
+        return np.where(frozen[:, None], np.asarray(pre)[:, 0], np.asarray(own)[:, 0])
 
     def env_step(self, lane: Lane, action: np.ndarray) -> None:
         next_obs, reward, terminated, truncated, _ = lane.env.step(action)

@@ -119,7 +119,7 @@ class Run:
             print(f"[wsrl] {self.path} has no snapshot yet (it stopped before the first one): starting it from "
                   f"the beginning")
             self.clear()
-        self.metrics = MetricsLog(self.path)
+        self.metrics = MetricsLog(self.path, resume_step=resume_step if self.start == "continue" else None)
         stack.callback(self.metrics.close)
         self.metrics.truncate_after(resume_step)
 
