@@ -286,13 +286,14 @@ def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, t
 
     from wsrl import cli
     from wsrl.data.loaders import load_dataset
-    ckpt = str(finetune(finetune_cfg(workspace, "sac-fast", "datagen-source")) / "checkpoint")
+    # A path with a space: the stored command quotes it.
+    ckpt = str(finetune(finetune_cfg(workspace, "sac-fast", "datagen source")) / "checkpoint")
     first = tmp_path / "first.hdf5"
     assert cli.main(["datagen", "--task", TASK, "--recipe", "policy", "--checkpoint", ckpt, "--steps", "400",
                      "--seed", "5", "--out", str(first), "--quiet"]) == 0
     with h5py.File(first) as f:
         command = f.attrs["command"]
-    assert f"--checkpoint {Path(ckpt).resolve()}" in command
+    assert f"--checkpoint {shlex.quote(str(Path(ckpt).resolve()))}" in command and "'" in command
     again = tmp_path / "again.hdf5"
     assert cli.main(shlex.split(command)[1:] + ["--out", str(again), "--quiet"]) == 0
     a, b = load_dataset(first), load_dataset(again)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -313,10 +314,11 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         arrays = rollout(env, policy, steps, seed, progress)
     gen_return, gen_success = episode_stats(arrays)
     random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
-    command = f"wsrl datagen --task {task} --recipe {recipe} --steps {steps} --seed {seed}" + \
-        (f" --noise {noise}" if noise is not None else "") + \
-        (f" --oracle {recipe_kwargs.get('kind', 'play')}" if recipe == "oracle" else "") + \
-        (f" --checkpoint {Path(checkpoint).resolve()}" if checkpoint is not None else "")
+    words = ["wsrl", "datagen", "--task", task, "--recipe", recipe, "--steps", steps, "--seed", seed]
+    words += ["--noise", noise] if noise is not None else []
+    words += ["--oracle", recipe_kwargs.get("kind", "play")] if recipe == "oracle" else []
+    words += ["--checkpoint", Path(checkpoint).resolve()] if checkpoint is not None else []
+    command = shlex.join(map(str, words))  # quoted: a path with spaces survives a copy into a shell
     metadata = {"generator": f"wsrl.datagen/{recipe}", "task": task, "seed": seed, "steps": steps,
                 "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],
