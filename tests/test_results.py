@@ -90,3 +90,10 @@ def test_summary_command(tmp_path, runs, capsys):
     assert cli.main(["summary", str(tmp_path)]) == 0
     assert "calql-ft" in capsys.readouterr().out
     assert cli.main(["summary", str(tmp_path / "nothing")]) == 2
+
+
+def test_two_runs_of_one_seed_are_refused(tmp_path):
+    write_run(tmp_path / "a", "wsrl", 0, [(0, 10.0)])
+    write_run(tmp_path / "b", "wsrl", 0, [(0, 30.0)])
+    with pytest.raises(WsrlError, match="both seed 0 of wsrl on t"):
+        summarize([tmp_path / "a", tmp_path / "b"])

@@ -60,9 +60,15 @@ def iqm(values) -> float:
 
 
 def group_runs(run_dirs) -> dict[tuple[str, str], list[tuple[dict, list[dict]]]]:
-    groups = defaultdict(list)
+    """Runs by (task, method); each run is one seed, so two runs of one seed in a group are refused."""
+    groups, seen = defaultdict(list), {}
     for run in run_dirs:
         config, records = load_run(run)
+        key = (config["task"], config["method"], config.get("kind"), config.get("seed"))
+        if key in seen:
+            raise WsrlError(f"{seen[key]} and {run} are both seed {key[3]} of {key[1]} on {key[0]}: a seed counts "
+                            f"once; pass the folders of one of them only")
+        seen[key] = run
         groups[(config["task"], config["method"])].append((config, records))
     return dict(groups)
 

@@ -132,6 +132,9 @@ def read_npz(path: str | Path, keys_only: bool = False) -> dict[str, np.ndarray]
     """All arrays of an npz file (or only its key names); a missing or unreadable file is a DataError."""
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # numpy would try to read any other file as a pickle
+        raise DataError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays; this file is not one, "
+                        f"or it is empty or cut short); write it with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as f:
             return list(f.files) if keys_only else {k: f[k] for k in f.files}
