@@ -84,7 +84,7 @@ KILL_POINTS = {  # where inside the second snapshot the process is SIGKILLed
     "before any file": "os.kill(os.getpid(), signal.SIGKILL)",
     "mid-file": "(directory / 'agent').mkdir(); (directory / 'agent' / 'agent.msgpack').write_bytes(b'x' * 10); "
                 "os.kill(os.getpid(), signal.SIGKILL)",
-    "before the switch": "write(directory); run_module.checkpoint.atomic_write = lambda *a: os.kill(os.getpid(), "
+    "before the switch": "write(directory); run_module.atomic.write_bytes = lambda *a: os.kill(os.getpid(), "
                          "signal.SIGKILL)",
 }
 

@@ -1,7 +1,10 @@
 """End-to-end runs on a small generated point-maze dataset: every method, resume, no-retention guarantees and
 bad input. Networks are tiny and runs short: these check behaviour, not learning (see test_learning.py)."""
 
+import gc
 import json
+import shlex
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -126,12 +129,19 @@ def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
 
 
 def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
-    seen = []
-    real_update = agents.seeds.update
+    seen, loaded = [], []
+    real_update, real_load = agents.seeds.update, online.load_offline_data
 
     def recording_update(agent, batch, update_actor=True):
+        gc.collect()
+        assert loaded and loaded[0]() is None, "the dataset is still in memory during fine-tuning"
         seen.append(batch["observations"].reshape(-1, batch["observations"].shape[-1]).copy())
         return real_update(agent, batch, update_actor=update_actor)
+
+    def recording_load(*args, **kwargs):
+        data = real_load(*args, **kwargs)  # loaded for the held-out diagnostics sample only
+        loaded.append(weakref.ref(data.rewards))
+        return data
 
     captured = {}
     real_mixer = online.BatchMixer
@@ -142,6 +152,7 @@ def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
         return mixer
 
     monkeypatch.setattr(agents.seeds, "update", recording_update)
+    monkeypatch.setattr(online, "load_offline_data", recording_load)
     monkeypatch.setattr(online, "BatchMixer", capture_mixer)
     finetune(finetune_cfg(workspace, "wsrl", "no-retention"))
     assert captured["mixer"].offline is None  # the dataset is not even referenced
@@ -280,8 +291,6 @@ def test_existing_run_dir_is_not_overwritten(workspace):
 
 def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, tmp_path):
     """How locomotion `medium` and antmaze data are made: roll out a saved policy with noise, via the CLI."""
-    import shlex
-
     import h5py
 
     from wsrl import cli

@@ -127,8 +127,8 @@ class BatchMixer:
     """(utd, batch_size) minibatches: round(offline_fraction * batch_size) rows of each drawn from the offline
     dataset, the rest from the online buffer, concatenated along the batch axis (offline rows first).
 
-    With offline_fraction == 0 a given dataset is dropped (no reference kept), so fine-tuning memory does not
-    grow with the dataset and no offline row can reach a batch.
+    With offline_fraction == 0 (no retention) it takes no dataset: the caller drops it before fine-tuning, so
+    that nothing keeps it in memory and no offline row can reach a batch.
     """
 
     def __init__(self, online: ReplayBuffer, offline: Transitions | None, offline_fraction: float):
@@ -137,10 +137,11 @@ class BatchMixer:
         if offline_fraction > 0 and offline is None:
             raise ValueError(f"offline_fraction={offline_fraction} needs an offline dataset, but none was given; "
                              f"load one or set the fraction to 0")
+        if offline_fraction == 0 and offline is not None:
+            raise ValueError("offline_fraction=0 (no retention) takes no offline dataset: drop it (pass None)")
         if offline_fraction > 0 and offline.mc_returns is None:
             raise DataError("the offline dataset has no 'mc_returns'; attach them with with_mc_returns")
-        self.online, self.offline_fraction = online, float(offline_fraction)
-        self.offline = offline if offline_fraction > 0 else None
+        self.online, self.offline, self.offline_fraction = online, offline, float(offline_fraction)
 
     def split(self, batch_size: int) -> tuple[int, int]:
         """(offline rows, online rows) of a batch."""

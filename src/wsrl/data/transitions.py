@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -11,6 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from wsrl.errors import WsrlError
+from wsrl.io.atomic import atomic_path
 
 # dataset actions are clipped to +-ACTION_CLIP so that arctanh(a) stays finite (docs/tasks-and-data.md,
 # 'Formats read from disk')
@@ -28,11 +28,8 @@ class DataError(WsrlError):
 
 def write_npz(path: str | Path, arrays: dict) -> None:
     """np.savez to exactly `path`, atomically (a kill never leaves half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # an open file: savez would append ".npz" to a name
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ from wsrl.datagen import navigate, oracle
 from wsrl.datagen.labels import STATE_KEYS
 from wsrl.datagen.maze import MazePlanner
 from wsrl.errors import ConfigError
+from wsrl.io.atomic import atomic_path
 from wsrl.io.provenance import provenance
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks import Task, get_task
@@ -186,22 +187,16 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict, overwrite: bool = False
     path = Path(path)
     check_hdf5_out(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
-                f.create_dataset(key, data=arrays[key], compression="gzip")
-            if "success" in arrays:
-                f.create_dataset("infos/success", data=arrays["success"])
-            for key in STATE_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
-                if key in arrays:
-                    f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
-            for key, value in metadata.items():
-                f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-        tmp.replace(path)
-    except BaseException:  # (a full disk, Ctrl-C) the old file, if any, is still intact
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+            f.create_dataset(key, data=arrays[key], compression="gzip")
+        if "success" in arrays:
+            f.create_dataset("infos/success", data=arrays["success"])
+        for key in STATE_KEYS:  # the state each transition lands in, as D4RL's infos/qpos
+            if key in arrays:
+                f.create_dataset(f"infos/next_{key}", data=arrays[key], compression="gzip")
+        for key, value in metadata.items():
+            f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
 
 
 def minari_id(task: str) -> str:

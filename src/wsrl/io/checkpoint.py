@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import flax.serialization as serialization
@@ -16,6 +15,7 @@ import jax
 from wsrl import agents
 from wsrl.agents import IQL, ActorCriticConfig, IQLConfig
 from wsrl.errors import CheckpointError
+from wsrl.io import atomic
 from wsrl.io.provenance import provenance
 
 AGENT_FILE, META_FILE = "agent.msgpack", "checkpoint.json"
@@ -40,25 +40,15 @@ def config_from_dict(kind: str, values: dict):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` in one rename; a failed write (full disk) leaves the old file and no `.tmp`."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save(directory: str | Path, agent, *, obs_dim: int, extra: dict | None = None) -> Path:
     """Write the agent and its metadata; files are replaced atomically so a kill never leaves half a file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = serialization.to_state_dict(jax.device_get(agent))
-    atomic_write(directory / AGENT_FILE, serialization.msgpack_serialize(state))
+    atomic.write_bytes(directory / AGENT_FILE, serialization.msgpack_serialize(state))
     meta = {"format_version": FORMAT_VERSION, "learner": learner_kind(agent), "config": config_to_dict(agent.config),
             "obs_dim": int(obs_dim), "action_dim": int(agent.action_dim), **provenance(), **(extra or {})}
-    atomic_write(directory / META_FILE, json.dumps(meta, indent=2).encode())
+    atomic.write_bytes(directory / META_FILE, json.dumps(meta, indent=2).encode())
     return directory
 
 

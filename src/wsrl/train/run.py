@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from wsrl.errors import ConfigError
-from wsrl.io import checkpoint
+from wsrl.io import atomic, checkpoint
 from wsrl.io.provenance import provenance
 from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, MetricsLog
 
@@ -131,7 +131,8 @@ class Run:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def write_config(self, extra: dict) -> None:
-        (self.path / CONFIG_FILE).write_text(json.dumps({**self.record, **extra, **provenance()}, indent=2))
+        atomic.write_bytes(self.path / CONFIG_FILE,
+                           json.dumps({**self.record, **extra, **provenance()}, indent=2).encode())
 
     def log(self, record: dict) -> None:
         self.metrics.write(record)
@@ -169,7 +170,7 @@ class Run:
         try:
             new.mkdir(parents=True)
             write(new)
-            checkpoint.atomic_write(state / CURRENT, new.name.encode())
+            atomic.write_bytes(state / CURRENT, new.name.encode())
         except OSError as err:
             shutil.rmtree(new, ignore_errors=True)
             intact = f"the snapshot of step {kept[-1]} is intact" if kept else "no snapshot yet"
