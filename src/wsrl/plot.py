@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 
 from wsrl.summary import group_runs, load_records  # noqa: E402
 
-DIAGNOSTICS = (("q", "Q-value"), ("td", "TD error"), ("kl_policy", "KL(π_pre ‖ π)"), ("kl_q", "KL(softmax Q_pre ‖ softmax Q)"))
+DIAGNOSTICS = (("q", "Q-value"), ("td", "TD error"), ("kl_policy", "KL(π_pre ‖ π)"),
+               ("kl_q", "KL(softmax Q_pre ‖ softmax Q)"))
 
 
 def seed_curves(runs, key: str) -> list[tuple[np.ndarray, np.ndarray]]:

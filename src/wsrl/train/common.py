@@ -58,6 +58,11 @@ class Episode(NamedTuple):
     final_reward: float  # the last step's reward (kitchen: the sub-tasks done by the episode's end)
 
 
+def episode_seed(seed: int, index: int) -> int:
+    """The reset seed of episode `index` of a stream seeded `seed` (training episodes, evaluation rounds)."""
+    return seed * 1_000_003 + index
+
+
 def run_episodes(envs: list, act, seeds: list[int]) -> list[Episode]:
     """One episode on each environment (reset with its seed), stepped in lockstep: `act(observations)` maps
     stacked observations (n, obs_dim) to actions (n, action_dim) with one call for all environments."""

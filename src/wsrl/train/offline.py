@@ -79,7 +79,7 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
             step += 1
             if step % cfg.eval_interval == 0 or step == steps:
                 results = common.evaluate(task, eval_envs, stacked, cfg.eval_episodes,
-                                          [seed * 1_000_003 + step for seed in seeds])
+                                          [common.episode_seed(seed, step) for seed in seeds])
                 for i, (run, result) in enumerate(zip(runs, results)):
                     run.log({"step": step, "phase": "pretrain", **result,
                              **{f"train/{k}": float(v[i]) for k, v in info.items()}})

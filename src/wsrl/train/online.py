@@ -37,10 +37,6 @@ from wsrl.train.run import Run, RunDirError, resume_step
 JSRL_GEOMETRIC_P = 0.01  # roll-in length ~ Geometric(1 - 0.99): mean 100 steps (paper App. I)
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    return seed * 1_000_003 + episode
-
-
 @dataclasses.dataclass
 class Lane:
     """One seed of a group: its environments, buffer, random streams and run directory."""
@@ -208,7 +204,7 @@ def restore(lanes: list[Lane], step: int, action_dim: int):
         keys.append(common.key_from_list(loop["act_key"]))
         with np.load(directory / "episode.npz") as f:
             actions, expected = f["actions"], f["obs"]
-        lane.obs, _ = lane.env.reset(seed=episode_seed(lane.seed, lane.episode))
+        lane.obs, _ = lane.env.reset(seed=common.episode_seed(lane.seed, lane.episode))
         for action in actions:
             lane.obs = lane.env.step(action)[0]
         lane.episode_actions = list(actions)
@@ -270,7 +266,7 @@ class Loop:
         return "warmup" if step < self.plan.warmup_end else "finetune"
 
     def start_episode(self, lane: Lane, step: int) -> None:
-        lane.obs, _ = lane.env.reset(seed=episode_seed(lane.seed, lane.episode))
+        lane.obs, _ = lane.env.reset(seed=common.episode_seed(lane.seed, lane.episode))
         lane.done, lane.episode_actions = False, []
         lane.rollin_left = self.jsrl_rollin(lane.rng, step)
 
@@ -311,8 +307,9 @@ class Loop:
         """Evaluate (all seeds together) and measure the diagnostics; one metrics record per seed."""
         cfg, results = self.cfg, [{} for _ in self.lanes]
         if evaluate:
+            seeds = [common.episode_seed(lane.seed + 1, step) for lane in self.lanes]
             results = common.evaluate(self.task, [lane.eval_env for lane in self.lanes], self.learner,
-                                      cfg.eval_episodes, [episode_seed(lane.seed + 1, step) for lane in self.lanes])
+                                      cfg.eval_episodes, seeds)
         for i, lane in enumerate(self.lanes):
             online = lane.buffer.sample(np.random.default_rng(step), (cfg.batch_size,)) if len(lane.buffer) else None
             diag = diagnostics(agents.seeds.member(self.learner, i), agents.seeds.member(self.pre, i), lane.held_out,
