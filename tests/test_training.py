@@ -135,7 +135,7 @@ def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
     def recording_update(agent, batch, update_actor=True):
         gc.collect()
         assert loaded and loaded[0]() is None, "the dataset is still in memory during fine-tuning"
-        seen.append(batch["observations"].reshape(-1, batch["observations"].shape[-1]).copy())
+        seen.append(transition_rows(batch))
         return real_update(agent, batch, update_actor=update_actor)
 
     def recording_load(*args, **kwargs):
@@ -156,10 +156,21 @@ def test_no_retention_batches_hold_only_online_data(workspace, monkeypatch):
     monkeypatch.setattr(online, "BatchMixer", capture_mixer)
     finetune(finetune_cfg(workspace, "wsrl", "no-retention"))
     assert captured["mixer"].offline is None  # the dataset is not even referenced
-    online_rows = {row.tobytes() for row in captured["buffer"].arrays["observations"][:len(captured["buffer"])]}
-    assert seen and all(row.tobytes() in online_rows for batch in seen for row in batch)
-    held_rows = {row.tobytes() for row in held_out_sample(workspace)["observations"]}
-    assert not held_rows & {row.tobytes() for batch in seen for row in batch}
+    buffer = captured["buffer"]
+    stored = {k: v[:len(buffer)] for k, v in buffer.arrays.items()}
+    online_rows = set(transition_rows({**stored, "masks": 1.0 - stored["terminals"]}))
+    # Every batch row is one whole stored transition (observation, action, reward, next observation together).
+    assert seen and all(row in online_rows for rows in seen for row in rows)
+    held = held_out_sample(workspace)["observations"]
+    assert not {row.tobytes() for row in held} & {row[0] for rows in seen for row in rows}
+
+
+def transition_rows(batch: dict) -> list[tuple[bytes, ...]]:
+    """Each row of a batch (any leading axes) as (observation, action, reward, next observation, mask) bytes."""
+    keys = ("observations", "actions", "rewards", "next_observations", "masks")
+    flat = [np.asarray(batch[k], np.float32).reshape(-1, *(batch[k].shape[-1:] if k.endswith("ions") else ()))
+            for k in keys]
+    return [tuple(np.ascontiguousarray(a[i]).tobytes() for a in flat) for i in range(len(flat[0]))]
 
 
 def held_out_sample(workspace):

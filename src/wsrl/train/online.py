@@ -244,7 +244,8 @@ class Loop:
                     self.env_step(lane, action)
                 step += 1
                 if step > plan.updates_start:
-                    batch = {k: np.stack([b[k] for b in self.batches()]) for k in BATCH_KEYS}
+                    batches = self.batches()
+                    batch = {k: np.stack([b[k] for b in batches]) for k in BATCH_KEYS}
                     self.learner, info = agents.seeds.update(
                         self.learner, batch, update_actor=step > plan.updates_start + cfg.freeze_policy_steps)
                 if step % cfg.eval_interval == 0 or step == cfg.steps:
