@@ -185,8 +185,12 @@ def sample_policy(agent: ActorCritic, actor_params, observations, key, num_sampl
 
 
 def q_values(agent: ActorCritic, critic_params, observations, actions):
-    """Every ensemble member's Q(s, a) -> (num_critics, ...)."""
-    return nets.apply_ensemble(critic_module(agent.config), critic_params, observations, actions)
+    """Every ensemble member's Q(s, a) -> (num_critics, *actions.shape[:-1]).
+
+    `observations` may be (B, obs_dim) against actions (B, n, action_dim): Q(s_b, a_bj) for every sampled
+    action, with the observation's share of the first layer computed once per state (`nets.apply_q_ensemble`).
+    """
+    return nets.apply_q_ensemble(critic_module(agent.config), critic_params, observations, actions)
 
 
 def uses_every_critic(config: ActorCriticConfig) -> bool:
@@ -225,8 +229,7 @@ def td_target(agent: ActorCritic, batch, key):
         actions, log_pi = sample_policy(agent, agent.actor.params, next_obs, k_action, n)  # (B, n, ...)
         if config.target_noise_std > 0:
             actions = perturb_target_action(config, actions, k_noise)
-        obs_rep = jnp.broadcast_to(next_obs[:, None, :], (*actions.shape[:2], next_obs.shape[-1]))
-        q = subset_min_target_q(agent, obs_rep, actions, k_subset)  # (B, n)
+        q = subset_min_target_q(agent, next_obs, actions, k_subset)  # (B, n): s' paired with each of its n a'
         best = jnp.argmax(q, axis=-1)[:, None]
         next_q = jnp.take_along_axis(q, best, axis=-1)[:, 0]
         next_log_pi = jnp.take_along_axis(log_pi, best, axis=-1)[:, 0]
@@ -280,10 +283,9 @@ def critic_loss(critic_params, agent: ActorCritic, batch, target, key):
     q_all = q_values(agent, critic_params, batch["observations"], batch["actions"])  # (N, B): TD on every member
     td = jnp.mean((q_all - target) ** 2)
     actions, log_pi_current, log_pi_next = cql_actions(agent, batch, key)
-    obs = jnp.broadcast_to(batch["observations"][:, None, :], (*actions.shape[:2], batch["observations"].shape[-1]))
     members, idx = conservative_members(config, critic_params, key)
     q = q_all if idx is None else q_all[idx]  # (k, B)
-    q_sampled = q_values(agent, members, obs, actions)  # (k, B, 3n)
+    q_sampled = q_values(agent, members, batch["observations"], actions)  # (k, B, 3n): s_b with each of its 3n a
     q_random, q_current, q_next = q_sampled[..., :n], q_sampled[..., n:2 * n], q_sampled[..., 2 * n:]
     info = {}
     if config.regularizer == "calql":
