@@ -322,23 +322,30 @@ def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, t
         generate("policy", "hopper-random-local-v5", tmp_path / "x.hdf5", steps=10, checkpoint=ckpt, progress=False)
 
 
+def close_records(a: list[dict], b: list[dict], rel: float = 1e-4) -> bool:
+    """The same records, numbers equal up to float rounding (XLA may fuse a group's computation differently)."""
+    return [r.keys() for r in a] == [r.keys() for r in b] and all(
+        x[k] == pytest.approx(y[k], rel=rel, abs=1e-5) if isinstance(x[k], float) else x[k] == y[k]
+        for x, y in zip(a, b) for k in x)
+
+
 def test_a_seed_in_a_group_follows_its_single_seed_run(workspace):
-    """Seeds trained together get the random streams they get alone: seed 1 of a group of two writes exactly the
-    metrics (scores, diagnostics, losses) of seed 1 run alone, from the same per-seed checkpoint."""
+    """Seeds trained together get the random streams they get alone: seed 1 of a group of two writes the metrics
+    (scores, diagnostics, losses) of seed 1 run alone, from the same per-seed checkpoint, to float rounding."""
     root = workspace[0]
     pre = pretrain(PretrainConfig(task=TASK, algorithm="cal-ql", steps=20, eval_interval=10, num_critics=4,
                                   seeds=(0, 1), run_dir=str(root / "pre-group"), dataset=workspace[1], **SMALL))
     assert pre == [root / "pre-group" / "seed0", root / "pre-group" / "seed1"]
     alone_pre = pretrain(PretrainConfig(task=TASK, algorithm="cal-ql", steps=20, eval_interval=10, num_critics=4,
                                         seed=1, run_dir=str(root / "pre-alone"), dataset=workspace[1], **SMALL))
-    assert read(alone_pre) == read(pre[1])
+    assert close_records(read(alone_pre), read(pre[1]))
     kw = dict(steps=90, eval_interval=30)
     group = finetune(finetune_cfg(workspace, "wsrl", "ft-group", seeds=(0, 1), **kw,
                                   checkpoint=str(root / "pre-group" / "seed{seed}" / "checkpoint")))
     alone = finetune(finetune_cfg(workspace, "wsrl", "ft-alone", seed=1, **kw,
                                   checkpoint=str(root / "pre-group" / "seed1" / "checkpoint")))
     assert group == [root / "ft-group" / "seed0", root / "ft-group" / "seed1"]
-    assert read(alone) == read(group[1])
+    assert close_records(read(alone), read(group[1]))
     assert read(group[0]) != read(group[1])
     config = json.loads((group[1] / "config.json").read_text())
     assert config["seed"] == 1 and config["checkpoint"].endswith("seed1/checkpoint")
