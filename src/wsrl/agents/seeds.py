@@ -3,7 +3,8 @@
 
 The seeds are processed one after another inside the jitted call (`lax.map`), not vectorised (`vmap`): measured
 here (benchmarks/seed_layouts.py, docs/performance.md) it is as fast or faster per seed on a CPU, and it runs
-each seed's exact single-seed computation, so seed s of a group is bit-for-bit seed s alone."""
+each seed's single-seed computation, so seed s of a group is seed s alone up to float rounding (XLA may fuse the
+computation differently inside the loop)."""
 
 from __future__ import annotations
 
