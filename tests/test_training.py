@@ -84,25 +84,30 @@ class Kill(Exception):
     pass
 
 
-def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
-    kw = dict(steps=450, warmup_steps=50, eval_interval=150, save_interval=100, diagnostic_interval=25)
-    reference = read(finetune(finetune_cfg(workspace, "wsrl", "resume-ref", **kw)))
-
+def killed_at_update(monkeypatch, cfg: FinetuneConfig, n: int) -> None:
+    """Run `cfg` and stop it with an exception inside its n-th update (as a kill would), then unpatch."""
     calls = {"n": 0}
     real_update = agents.seeds.update
 
     def dying_update(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 380:  # step 430: after the snapshot of step 400 and the record of step 425
+        if calls["n"] == n:
             raise Kill()
         return real_update(*args, **kwargs)
 
     monkeypatch.setattr(agents.seeds, "update", dying_update)
-    cfg = finetune_cfg(workspace, "wsrl", "resume-kill", **kw)
     with pytest.raises(Kill):
         finetune(cfg)
-    assert run.snapshot_steps(Path(cfg.run_dir))
     monkeypatch.setattr(agents.seeds, "update", real_update)
+
+
+def test_killed_run_resumes_to_identical_metrics(workspace, monkeypatch):
+    kw = dict(steps=450, warmup_steps=50, eval_interval=150, save_interval=100, diagnostic_interval=25)
+    reference = read(finetune(finetune_cfg(workspace, "wsrl", "resume-ref", **kw)))
+
+    cfg = finetune_cfg(workspace, "wsrl", "resume-kill", **kw)
+    killed_at_update(monkeypatch, cfg, 380)  # step 430: after the snapshot of step 400 and the record of step 425
+    assert run.snapshot_steps(Path(cfg.run_dir))
     resumed = read(finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True})))
     assert resumed == reference
     # TensorBoard shows each step once: what the killed run logged after its snapshot is purged.
@@ -354,19 +359,7 @@ def test_a_seed_in_a_group_follows_its_single_seed_run(workspace):
 def test_a_killed_group_resumes_to_the_metrics_of_an_uninterrupted_group(workspace, monkeypatch):
     kw = dict(steps=300, eval_interval=100, save_interval=70, seeds=(2, 3))
     reference = [read(d) for d in finetune(finetune_cfg(workspace, "jsrl", "group-ref", **kw))]
-    calls = {"n": 0}
-    real_update = agents.seeds.update
-
-    def dying_update(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 200:  # step 220: past the snapshot of step 210, mid-episode (300-step episodes)
-            raise Kill()
-        return real_update(*args, **kwargs)
-
-    monkeypatch.setattr(agents.seeds, "update", dying_update)
     cfg = finetune_cfg(workspace, "jsrl", "group-kill", **kw)
-    with pytest.raises(Kill):
-        finetune(cfg)
-    monkeypatch.setattr(agents.seeds, "update", real_update)
+    killed_at_update(monkeypatch, cfg, 200)  # step 220: past the snapshot of step 210, mid-episode
     resumed = finetune(FinetuneConfig(**{**cfg.__dict__, "resume": True}))
     assert [read(d) for d in resumed] == reference

@@ -32,10 +32,6 @@ def member(stacked, index: int):
     return jax.tree_util.tree_map(lambda x: x[index], stacked)
 
 
-def size(stacked) -> int:
-    return int(jax.tree_util.tree_leaves(stacked)[0].shape[0])
-
-
 @functools.partial(jax.jit, static_argnames=("update_actor",))
 def update(stacked, batch, update_actor: bool = True):
     """One environment step's learning for every seed: `batch` arrays are (seeds, utd, batch_size, ...)."""

@@ -18,7 +18,7 @@ from wsrl.io import checkpoint
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks import get_task
 from wsrl.train import common
-from wsrl.train.run import CHECKPOINT_DIR, Run, resume_step
+from wsrl.train.run import Run, resume_step
 
 
 @dataclasses.dataclass
@@ -103,5 +103,3 @@ def write_snapshot(directory: Path, stacked, index: int, obs_dim: int, step: int
     checkpoint.save(directory / "agent", agents.seeds.member(stacked, index), obs_dim=obs_dim)
     (directory / "loop.json").write_text(json.dumps({"step": step, "rng": common.rng_state(rng)}))
 
-
-__all__ = ["CHECKPOINT_DIR", "Pretrained", "pretrain", "pretrain_seeds"]
