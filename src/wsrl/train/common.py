@@ -90,16 +90,32 @@ def score_episodes(task: Task, results: list[Episode]) -> dict:
             "success": float(successes.mean())}
 
 
-def evaluate(task: Task, envs: list, stacked, episodes: int, seeds: list[int]) -> list[dict]:
-    """Each seed's deterministic policy (the mean action) for `episodes` episodes on its own environment (episode
-    e reset with seed seeds[i] + e), all seeds stepped together: one score dict per seed."""
-    def act(observations):
-        return np.asarray(agents.seeds.eval_actions(stacked, observations[:, None]))[:, 0]
+EVAL_LANES = 10  # a seed's evaluation episodes stepped together; more episodes run in rounds of this many
+
+
+def eval_envs(task: Task, seed: int, episodes: int) -> list:
+    """A seed's evaluation environments, one per episode stepped together (each episode is reset with its own
+    seed, so which copy runs it does not matter)."""
+    return [task.make_env(seed + 10_000) for _ in range(min(episodes, EVAL_LANES))]
+
+
+def evaluate(task: Task, envs: list[list], stacked, episodes: int, seeds: list[int]) -> list[dict]:
+    """Each seed's deterministic policy (the mean action) for `episodes` episodes (episode e reset with seed
+    seeds[i] + e) on its environments `envs[i]` (from `eval_envs`). Every seed's episodes of a round are stepped
+    in lockstep with one action call: one score dict per seed."""
+    width = len(envs[0])
+
+    def act(observations):  # (seeds * count, obs_dim), seed-major
+        per_seed_obs = observations.reshape(len(envs), -1, observations.shape[-1])
+        return np.asarray(agents.seeds.eval_actions(stacked, per_seed_obs)).reshape(len(observations), -1)
 
     per_seed = [[] for _ in envs]
-    for e in range(episodes):
-        for results, episode in zip(per_seed, run_episodes(envs, act, [seed + e for seed in seeds])):
-            results.append(episode)
+    for first in range(0, episodes, width):
+        count = min(width, episodes - first)
+        episodes_run = run_episodes([env for seed_envs in envs for env in seed_envs[:count]], act,
+                                    [seed + first + j for seed in seeds for j in range(count)])
+        for i, results in enumerate(per_seed):
+            results.extend(episodes_run[i * count:(i + 1) * count])
     return [score_episodes(task, results) for results in per_seed]
 
 

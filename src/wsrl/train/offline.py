@@ -55,8 +55,8 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
         "pretrain", m, task, method=algorithm, algorithm=algorithm, steps=steps, learner=to_jsonable(learner),
         pretrain_run=None, pretrain_steps=steps)) for m in members]
     start = resume_step(runs)
-    eval_envs = [task.make_env(seed + 10_000) for seed in seeds]
-    obs_dim, action_dim = common.env_dims(eval_envs[0])
+    eval_envs = [common.eval_envs(task, seed, cfg.eval_episodes) for seed in seeds]
+    obs_dim, action_dim = common.env_dims(eval_envs[0][0])
     data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount)
 
     for run in runs:

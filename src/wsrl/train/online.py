@@ -44,7 +44,7 @@ class Lane:
     seed: int
     run: Run
     env: Any
-    eval_env: Any
+    eval_envs: list
     buffer: ReplayBuffer
     rng: np.random.Generator
     held_out: dict | None
@@ -152,7 +152,7 @@ def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict
         resolved=dataclasses.replace(plan, config=None)))
         for m in members]
     start = resume_step(runs)
-    lanes_env = [(task.make_env(m.seed), task.make_env(m.seed + 10_000)) for m in members]
+    lanes_env = [(task.make_env(m.seed), common.eval_envs(task, m.seed, cfg.eval_episodes)) for m in members]
     obs_dim, action_dim = common.env_dims(lanes_env[0][0])
 
     # Everything that can fail on bad input happens before any run directory is touched.
@@ -160,11 +160,11 @@ def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict
         else None
     data = load_offline_data(cfg, plan, task, obs_dim, action_dim, fresh=not start)
     lanes = []
-    for m, run, (env, eval_env) in zip(members, runs, lanes_env):
+    for m, run, (env, eval_envs) in zip(members, runs, lanes_env):
         held_out = common.held_out_sample(data, cfg.diagnostic_samples, m.seed) if data is not None else None
         buffer = ReplayBuffer(cfg.steps + plan.warmup_steps + 1, obs_dim, action_dim, gamma=cfg.discount,
                               sparse_negative_reward=task.sparse_negative_reward)
-        lanes.append(Lane(m.seed, run, env, eval_env, buffer, np.random.default_rng(m.seed), held_out))
+        lanes.append(Lane(m.seed, run, env, eval_envs, buffer, np.random.default_rng(m.seed), held_out))
     if not start and plan.prefill:
         for lane in lanes:
             fill_from_dataset(lane.buffer, data, plan.prefill, lane.rng)
@@ -309,7 +309,7 @@ class Loop:
         cfg, results = self.cfg, [{} for _ in self.lanes]
         if evaluate:
             seeds = [common.episode_seed(lane.seed + 1, step) for lane in self.lanes]
-            results = common.evaluate(self.task, [lane.eval_env for lane in self.lanes], self.learner,
+            results = common.evaluate(self.task, [lane.eval_envs for lane in self.lanes], self.learner,
                                       cfg.eval_episodes, seeds)
         for i, lane in enumerate(self.lanes):
             online = lane.buffer.sample(np.random.default_rng(step), (cfg.batch_size,)) if len(lane.buffer) else None
