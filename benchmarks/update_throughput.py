@@ -2,10 +2,11 @@
 
     python benchmarks/update_throughput.py [--repeats 20] [--families antmaze,kitchen,adroit,locomotion]
 
-Prints a Markdown table: for each task family's network sizes (SPEC §4), the WSRL update (UTD 4, 10 Q, 4x256
-batch, one actor step on the 1024 union) in environment steps/s, the same update in the authors' formulation
-(all 10 target critics evaluated, then 2 picked), and offline Cal-QL / IQL gradient steps/s. FLOPs are XLA's own
-count of the compiled update (`cost_analysis`), so GFLOP/s and "% of ceiling" are measured, not estimated.
+Prints a Markdown table: for each task family's network sizes (its preset, docs/tasks-and-data.md), the WSRL
+update (UTD 4, 10 Q, 4x256 batch, one actor step on the 1024 union) in environment steps/s, the same update in the
+authors' formulation (all 10 target critics evaluated, then 2 picked), and offline Cal-QL / IQL gradient steps/s.
+FLOPs are XLA's own count of the compiled update (`cost_analysis`), so GFLOP/s and "% of ceiling" are measured, not
+estimated.
 """
 
 from __future__ import annotations

@@ -29,13 +29,17 @@ def leaves_equal(a, b):
     return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
-def pretrained(tmp_path, **overrides):
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A Cal-QL agent after one update and its checkpoint directory (read only: a test that writes into it copies
+    it)."""
     config = agents.ActorCriticConfig(regularizer="calql", num_critics=10, critic_hidden_dims=(8, 8),
-                                      actor_hidden_dims=(8, 8), cql_num_actions=2, **overrides)
+                                      actor_hidden_dims=(8, 8), cql_num_actions=2)
     agent = agents.create(config, OBS, ACT, seed=1)
     agent, _ = agents.update(agent, random_batch())  # non-trivial Adam moments
-    checkpoint.save(tmp_path / "ckpt", agent, obs_dim=OBS, extra={"task": "unit"})
-    return agent
+    path = tmp_path_factory.mktemp("pretrained") / "ckpt"
+    checkpoint.save(path, agent, obs_dim=OBS, extra={"task": "unit"})
+    return agent, path
 
 
 @pytest.mark.parametrize("config", [
@@ -57,10 +61,10 @@ def test_round_trip_is_exact(tmp_path, config):
     assert leaves_equal(a1, a2)
 
 
-def test_warm_start_keeps_weights_and_adam_moments(tmp_path):
-    pre = pretrained(tmp_path)
+def test_warm_start_keeps_weights_and_adam_moments(pretrained):
+    pre, path = pretrained
     config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
-    fine = agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT, init="both")
+    fine = agents.warm_start(checkpoint.load(path)[0], config, OBS, ACT, init="both")
     assert fine.config.regularizer == "none" and fine.cql_multiplier is None
     assert leaves_equal(fine.actor, pre.actor) and leaves_equal(fine.critic, pre.critic)
     assert leaves_equal(fine.target_critic_params, pre.target_critic_params)
@@ -69,34 +73,34 @@ def test_warm_start_keeps_weights_and_adam_moments(tmp_path):
     assert any(np.abs(np.asarray(m)).sum() > 0 for m in mu), "Adam moments were reset"
 
 
-def test_warm_start_policy_only_leaves_fresh_critic(tmp_path):
-    pre = pretrained(tmp_path)
+def test_warm_start_policy_only_leaves_fresh_critic(pretrained):
+    pre, path = pretrained
     config = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
     fresh = agents.create(config, OBS, ACT, seed=9)
-    fine = agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT, init="policy", seed=9)
+    fine = agents.warm_start(checkpoint.load(path)[0], config, OBS, ACT, init="policy", seed=9)
     assert leaves_equal(fine.actor, pre.actor)
     assert leaves_equal(fine.critic, fresh.critic) and not leaves_equal(fine.critic, pre.critic)
 
 
-def test_incompatible_checkpoint_says_what_differs(tmp_path):
-    pretrained(tmp_path)
+def test_incompatible_checkpoint_says_what_differs(pretrained):
+    path = pretrained[1]
     config = agents.ActorCriticConfig(num_critics=4, critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
     with pytest.raises(checkpoint.CheckpointError, match="num_critics: checkpoint has 10, fine-tuning asks for 4"):
-        agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], config, OBS, ACT)
+        agents.warm_start(checkpoint.load(path)[0], config, OBS, ACT)
     with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 5/2 in the checkpoint, 6/2"):
-        checkpoint.load(tmp_path / "ckpt", obs_dim=OBS + 1, action_dim=ACT)
+        checkpoint.load(path, obs_dim=OBS + 1, action_dim=ACT)
     fits = agents.ActorCriticConfig(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8))
     with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes 6/2"):
-        agents.warm_start(checkpoint.load(tmp_path / "ckpt")[0], fits, OBS + 1, ACT)
+        agents.warm_start(checkpoint.load(path)[0], fits, OBS + 1, ACT)
 
 
-def test_missing_and_damaged_checkpoints(tmp_path):
+def test_missing_and_damaged_checkpoints(tmp_path, pretrained, copy_of):
     with pytest.raises(checkpoint.CheckpointError, match="not a wsrl checkpoint"):
         checkpoint.load(tmp_path / "nothing")
-    pretrained(tmp_path)
-    meta_path = tmp_path / "ckpt" / checkpoint.META_FILE
+    path = copy_of(pretrained[1])
+    meta_path = path / checkpoint.META_FILE
     meta = json.loads(meta_path.read_text())
     meta["config"]["critic_hidden_dims"] = [16, 16]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
-        checkpoint.load(tmp_path / "ckpt")
+        checkpoint.load(path)

@@ -104,7 +104,8 @@ def test_run_copies_every_common_option_to_pretraining():
     """Every CommonConfig field, set to a non-default value, reaches the pre-training config."""
     import dataclasses
     values = {"task": "hopper-medium-v2", "seed": 7, "seeds": (7, 8), "run_dir": "r", "dataset": "d.hdf5",
-              "eval_interval": 123, "eval_episodes": 3, "batch_size": 64, "save_interval": 77, "resume": True, "progress": False,
+              "eval_interval": 123, "eval_episodes": 3, "batch_size": 64, "save_interval": 77, "resume": True,
+              "progress": False,
               "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "actor_hidden_dims": (4,),
               "subsample_with_replacement": True, "final_init_scale": 1.0}
     assert set(values) == {f.name for f in dataclasses.fields(C.CommonConfig)}, "a common option is untested"

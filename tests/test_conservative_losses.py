@@ -1,5 +1,5 @@
 """Conservative (CQL / Cal-QL) and IQL losses against a float64 NumPy re-computation on tiny networks
-(docs/methods.md).
+(docs/methods.md; the networks in `reference.py`, the random draws with the learner's keys, `sac.conservative_keys`).
 
 The SAC losses, TD targets, gradients and the fused UTD update are checked in `test_sac_losses.py`.
 """
@@ -11,45 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsrl import networks as nets
 from wsrl.agents import cql, iql, sac
+
+import reference
 
 OBS, ACT, B = 3, 2, 5
 RTOL, ATOL = 1e-4, 1e-5
-
-
-def np_mlp(params: dict, x: np.ndarray, layer_norm: bool) -> np.ndarray:
-    """Flax MLP params -> NumPy forward pass (Dense, LayerNorm eps 1e-6, ReLU), then the output Dense."""
-    p = {k: jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), v) for k, v in params["params"].items()}
-    mlp, out = p.get("MLP_0", {}), p["Dense_0"]
-    i = 0
-    while f"Dense_{i}" in mlp:
-        x = x @ mlp[f"Dense_{i}"]["kernel"] + mlp[f"Dense_{i}"]["bias"]
-        if layer_norm:
-            ln = mlp[f"LayerNorm_{i}"]
-            x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6) * ln["scale"] + ln["bias"]
-        x = np.maximum(x, 0)
-        i += 1
-    return x @ out["kernel"] + out["bias"]
-
-
-def np_q(params, member: int, obs, act, layer_norm=True) -> np.ndarray:
-    single = jax.tree_util.tree_map(lambda a: a[member], params)
-    return np_mlp(single, np.concatenate([obs, act], -1).astype(np.float64), layer_norm)[..., 0]
-
-
-def np_policy(actor_params, obs, layer_norm=True):
-    p = {k: v for k, v in actor_params["params"].items()}
-    trunk = np_mlp({"params": {"MLP_0": p["MLP_0"], "Dense_0": p["Dense_0"]}}, obs.astype(np.float64), layer_norm)
-    h_params = {"params": {"MLP_0": p["MLP_0"], "Dense_0": p["Dense_1"]}}
-    log_std = np_mlp(h_params, obs.astype(np.float64), layer_norm)
-    return trunk, np.clip(log_std, nets.LOG_STD_MIN, nets.LOG_STD_MAX)
-
-
-def np_tanh_gaussian(mean, log_std, eps):
-    u = mean + np.exp(log_std) * eps
-    log_prob = np.sum(-0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi), -1) - np.sum(np.log(1 - np.tanh(u) ** 2), -1)
-    return np.tanh(u), log_prob
 
 
 def batch(seed=0):
@@ -71,15 +38,6 @@ def agent(**kw):
     return a.replace(actor=a.actor.replace(params=bump(a.actor.params)),
                      critic=a.critic.replace(params=bump(a.critic.params)),
                      target_critic_params=bump(bump(a.target_critic_params)))
-
-
-def policy_sample_np(a, obs, key, n=None):
-    """The library's own noise draw (same key), squashed and scored in NumPy."""
-    mean, log_std = np_policy(a.actor.params, obs)
-    shape = mean.shape if n is None else (n,) + mean.shape
-    eps = np.asarray(jax.random.normal(key, shape, jnp.float32), np.float64)
-    actions, log_prob = np_tanh_gaussian(mean, log_std, eps)
-    return (actions, log_prob) if n is None else (np.swapaxes(actions, 0, 1), np.swapaxes(log_prob, 0, 1))
 
 
 @pytest.mark.parametrize("importance_sample", [True, False])
@@ -110,22 +68,21 @@ def test_calql_bound_and_rate():
 
 def expected_conservative_loss(a, b, key, target, n, alpha, lagrange, regularizer):
     """NumPy: TD on every critic; the CQL term (and Cal-QL bound) on the random subset the authors' `cql.py` draws
-    with --use_redq, here from `fold_in(key, 1)`. Returns (loss, bound rate)."""
+    with --use_redq, here with its own key. Returns (loss, bound rate)."""
     c = a.config
-    k_rand, k_cur, k_next = jax.random.split(key, 3)
-    uniform = np.asarray(jax.random.uniform(k_rand, (B, n, ACT), minval=-1.0, maxval=1.0), np.float64)
-    cur, lp_cur = policy_sample_np(a, b["observations"], k_cur, n=n)
-    nxt, lp_next = policy_sample_np(a, b["next_observations"], k_next, n=n)
+    keys = sac.conservative_keys(key)
+    uniform = np.asarray(jax.random.uniform(keys.uniform, (B, n, ACT), minval=-1.0, maxval=1.0), np.float64)
+    cur, lp_cur = reference.policy_sample(a.actor.params, b["observations"], keys.policy, n)
+    nxt, lp_next = reference.policy_sample(a.actor.params, b["next_observations"], keys.next_policy, n)
     actions = np.concatenate([uniform, cur, nxt], 1)
     obs = np.repeat(b["observations"][:, None], actions.shape[1], axis=1)
-    q_data = np.stack([np_q(a.critic.params, m, b["observations"], b["actions"]) for m in range(c.num_critics)])
+    q_data = reference.q_values(a.critic.params, b["observations"], b["actions"])
     td = np.mean((q_data - target) ** 2)
     if c.critic_subsample == c.num_critics:
         members = np.arange(c.num_critics)
     else:
-        members = np.asarray(jax.random.choice(jax.random.fold_in(key, 1), c.num_critics, (c.critic_subsample,),
-                                               replace=False))
-    q = np.stack([np_q(a.critic.params, m, obs, actions) for m in members])  # (k, B, 3n)
+        members = np.asarray(jax.random.choice(keys.members, c.num_critics, (c.critic_subsample,), replace=False))
+    q = reference.q_values(a.critic.params, obs, actions)[members]  # (k, B, 3n)
     q_rand, q_cur, q_next = q[..., :n], q[..., n:2 * n], q[..., 2 * n:]
     rate = None
     if regularizer == "calql":
@@ -158,7 +115,7 @@ def test_redq_conservative_term_trains_only_its_subset():
     a = agent(regularizer="calql", cql_alpha=5.0, cql_num_actions=3, num_critics=4, critic_subsample=2)
     b, key = batch(), jax.random.PRNGKey(5)
     target = jnp.asarray(np.random.default_rng(3).normal(size=B), jnp.float32)
-    members = set(np.asarray(jax.random.choice(jax.random.fold_in(key, 1), 4, (2,), replace=False)).tolist())
+    members = set(np.asarray(jax.random.choice(sac.conservative_keys(key).members, 4, (2,), replace=False)).tolist())
     grads, _ = jax.grad(sac.critic_loss, has_aux=True)(a.critic.params, a, b, target, key)
 
     def td_only(params):
@@ -195,13 +152,13 @@ def test_iql_losses():
     np.testing.assert_allclose(iql.expectile_loss(jnp.asarray(diff), 0.7), [0.3 * 4, 0.7 * 0.25, 0.7 * 9], rtol=1e-6)
     np.testing.assert_allclose(iql.awr_weights(jnp.array([0.0, 1.0, 10.0]), 3.0, 100.0),
                                [1.0, math.exp(3.0), 100.0], rtol=1e-5)
-    q = np.min([np_q(a.target_critic_params, m, b["observations"], b["actions"], False) for m in range(2)], 0)
-    v = np_mlp(a.value.params, b["observations"].astype(np.float64), False)[..., 0]
+    q = reference.q_values(a.target_critic_params, b["observations"], b["actions"], use_layer_norm=False).min(0)
+    v = reference.value(a.value.params, b["observations"])
     loss, _ = iql.value_loss(a.value.params, a, b)
     d = q - v
     assert float(loss) == pytest.approx(np.mean(np.where(d < 0, 0.3, 0.7) * d**2), rel=RTOL, abs=1e-7)
-    next_v = np_mlp(a.value.params, b["next_observations"].astype(np.float64), False)[..., 0]
+    next_v = reference.value(a.value.params, b["next_observations"])
     y = b["rewards"] + 0.99 * b["masks"] * next_v
-    qs = np.stack([np_q(a.critic.params, m, b["observations"], b["actions"], False) for m in range(2)])
+    qs = reference.q_values(a.critic.params, b["observations"], b["actions"], use_layer_norm=False)
     loss, _ = iql.critic_loss(a.critic.params, a, b)
     assert float(loss) == pytest.approx(np.mean((qs - y) ** 2), rel=RTOL)

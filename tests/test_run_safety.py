@@ -14,7 +14,6 @@ import pytest
 
 from wsrl import cli
 from wsrl.config import FinetuneConfig, PretrainConfig
-from wsrl.datagen import generate
 from wsrl.train import run
 from wsrl.train.offline import pretrain
 from wsrl.train.online import finetune
@@ -25,15 +24,15 @@ SMALL = dict(task=TASK, critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8), bat
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return str(generate("maze-planner", TASK, tmp_path_factory.mktemp("data") / "d.hdf5", steps=2_000, seed=0,
-                        progress=False))
+def reference_run(maze_dataset, tmp_path_factory):
+    """An uninterrupted pre-training run with `pretrain_options` (read only: a test that writes into it copies it)."""
+    return pretrain(PretrainConfig(**pretrain_options(maze_dataset, tmp_path_factory.mktemp("ref") / "run")))
 
 
 @pytest.fixture(scope="module")
-def reference(dataset, tmp_path_factory):
-    """The metrics of an uninterrupted pre-training run with `pretrain_options`."""
-    return metrics(pretrain(PretrainConfig(**pretrain_options(dataset, tmp_path_factory.mktemp("ref") / "run"))))
+def reference(reference_run):
+    """The metrics of the uninterrupted run."""
+    return metrics(reference_run)
 
 
 def pretrain_options(dataset, run_dir, **kw):
@@ -90,8 +89,9 @@ KILL_POINTS = {  # where inside the second snapshot the process is SIGKILLed
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_sigkill_inside_a_pretraining_snapshot_resumes_to_identical_metrics(dataset, reference, tmp_path, point):
-    options = pretrain_options(dataset, tmp_path / "killed")
+def test_sigkill_inside_a_pretraining_snapshot_resumes_to_identical_metrics(maze_dataset, reference, tmp_path,
+                                                                            point):
+    options = pretrain_options(maze_dataset, tmp_path / "killed")
     done = run_script(KILL_AT_SECOND_SNAPSHOT.format(inside=KILL_POINTS[point]), "pretrain", options)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert run.snapshot_steps(tmp_path / "killed") == [20]  # the first one, intact
@@ -111,10 +111,10 @@ def test_sigkill_inside_a_finetuning_snapshot_resumes_to_identical_metrics(tmp_p
     assert metrics(resumed) == reference
 
 
-def test_full_disk_during_a_snapshot_keeps_the_previous_one(dataset, reference, tmp_path):
+def test_full_disk_during_a_snapshot_keeps_the_previous_one(maze_dataset, reference, tmp_path):
     """A file-size limit makes the second snapshot's writes fail: a one-line error, the first snapshot stays
     current, and resuming without the limit ends with the uninterrupted run's metrics."""
-    options = pretrain_options(dataset, tmp_path / "full")
+    options = pretrain_options(maze_dataset, tmp_path / "full")
     body = """
         import resource
         import wsrl.train.run as run_module
@@ -138,7 +138,7 @@ def test_full_disk_during_a_snapshot_keeps_the_previous_one(dataset, reference, 
     assert metrics(resumed) == reference
 
 
-def test_a_second_process_on_a_run_directory_stops_at_once(dataset, tmp_path):
+def test_a_second_process_on_a_run_directory_stops_at_once(maze_dataset, tmp_path):
     run_dir = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
@@ -152,7 +152,7 @@ def test_a_second_process_on_a_run_directory_stops_at_once(dataset, tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with pytest.raises(run.RunDirError, match=f"in use by another wsrl process \\(PID {holder.pid}\\)"):
-            pretrain(PretrainConfig(**pretrain_options(dataset, run_dir)))
+            pretrain(PretrainConfig(**pretrain_options(maze_dataset, run_dir)))
         assert time.monotonic() - started < 30
         assert not (run_dir / "metrics.jsonl").exists()
     finally:
@@ -160,19 +160,19 @@ def test_a_second_process_on_a_run_directory_stops_at_once(dataset, tmp_path):
         holder.wait()
 
 
-def test_resume_refuses_another_kind_of_run_and_changed_options(dataset, tmp_path):
-    run_dir = tmp_path / "pre"
-    pretrain(PretrainConfig(**pretrain_options(dataset, run_dir)))
+def test_resume_refuses_another_kind_of_run_and_changed_options(maze_dataset, reference_run, copy_of):
+    run_dir = copy_of(reference_run)
     before = sorted(p.name for p in run_dir.iterdir())
     with pytest.raises(run.RunDirError, match="kind: the run has 'pretrain', now 'finetune'"):
         finetune(FinetuneConfig(**{**finetune_options(run_dir), "resume": True}))
     with pytest.raises(run.RunDirError, match=r"seed: the run has 0, now 5[\s\S]*steps: the run has 60, now 80"):
-        pretrain(PretrainConfig(**{**pretrain_options(dataset, run_dir), "resume": True, "seed": 5, "steps": 80}))
+        pretrain(PretrainConfig(**{**pretrain_options(maze_dataset, run_dir), "resume": True, "seed": 5,
+                                   "steps": 80}))
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_resume_of_a_run_killed_before_its_first_snapshot_starts_over(dataset, reference, tmp_path, capsys):
-    options = pretrain_options(dataset, tmp_path / "early")
+def test_resume_of_a_run_killed_before_its_first_snapshot_starts_over(maze_dataset, reference, tmp_path, capsys):
+    options = pretrain_options(maze_dataset, tmp_path / "early")
     body = """
         import wsrl.train.run as run_module
         run_module.Run.snapshot = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
@@ -187,21 +187,21 @@ def test_resume_of_a_run_killed_before_its_first_snapshot_starts_over(dataset, r
     assert metrics(resumed) == reference
 
 
-def test_cli_reports_a_busy_run_directory_in_one_line(dataset, tmp_path, capsys):
+def test_cli_reports_a_busy_run_directory_in_one_line(maze_dataset, tmp_path, capsys):
     run_dir = tmp_path / "busy-cli"
     with run.locked(run_dir):
-        code = cli.main(["pretrain", "--task", TASK, "--dataset", dataset, "--run-dir", str(run_dir), "--steps",
-                         "5", "--progress", "false"])
+        code = cli.main(["pretrain", "--task", TASK, "--dataset", maze_dataset, "--run-dir", str(run_dir),
+                         "--steps", "5", "--progress", "false"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"PID {os.getpid()}" in err[0]
 
 
-def test_a_run_directory_that_is_a_file_or_read_only_is_one_clear_error(dataset, tmp_path, capsys):
+def test_a_run_directory_that_is_a_file_or_read_only_is_one_clear_error(maze_dataset, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    assert cli.main(["pretrain", "--task", TASK, "--dataset", dataset, "--run-dir", str(blocker), "--steps", "5",
-                     "--progress", "false"]) == 2
+    assert cli.main(["pretrain", "--task", TASK, "--dataset", maze_dataset, "--run-dir", str(blocker), "--steps",
+                     "5", "--progress", "false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot use" in err[0] and str(blocker) in err[0]
     assert blocker.read_text() == "not a directory"

@@ -1,9 +1,9 @@
 """Reference tests for the SAC learner (docs/methods.md, 'One actor-critic learner'): every loss against a
 float64 NumPy re-computation.
 
-The NumPy side re-implements the networks from the flax parameter dicts (Dense, LayerNorm with eps 1e-6, ReLU)
-and the maths from docs/methods.md; only the random draws are reproduced by calling the same `jax.random` functions with
-the keys the learner derives (read from `wsrl.agents.sac`). Parameters are re-drawn at O(1) scale so that
+The NumPy side re-computes the networks (`reference.py`) and the maths from docs/methods.md; only the random draws
+are reproduced by calling the same `jax.random` functions with the keys the learner derives (`sac.td_target_keys`,
+`sac.critic_step_keys`, `sac.actor_step_keys`). Parameters are re-drawn at O(1) scale so that
 Q-values and policy means are far from zero and the comparisons are not trivially satisfied.
 """
 
@@ -20,95 +20,16 @@ import pytest
 from wsrl.agents import sac
 from wsrl import networks as nets
 
+import reference
+
 OBS, ACT, B, N = 3, 2, 5, 3
 HID = (4, 4)
 RTOL, ATOL = 1e-4, 1e-5
 GAMMA = 0.99
-LOG_STD_MIN, LOG_STD_MAX = np.log(1e-5), np.log(10.0)  # the std clip of the authors' Policy
 MASKS = np.array([1.0, 0.0, 1.0, 1.0, 0.0], np.float32)
 
 
-# ---- float64 NumPy reference -------------------------------------------------------------------------------
-
-def f64(tree):
-    return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def np_layer_norm(x, scale, bias, eps=1e-6):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * scale + bias
-
-
-def np_trunk(mlp, x, layer_norm=True):
-    """Dense -> LayerNorm -> ReLU for every hidden layer of a flax `MLP` params dict."""
-    i = 0
-    while f"Dense_{i}" in mlp:
-        x = x @ mlp[f"Dense_{i}"]["kernel"] + mlp[f"Dense_{i}"]["bias"]
-        if layer_norm:
-            x = np_layer_norm(x, mlp[f"LayerNorm_{i}"]["scale"], mlp[f"LayerNorm_{i}"]["bias"])
-        x = np.maximum(x, 0.0)
-        i += 1
-    assert i == len(HID)
-    return x
-
-
-def np_q_all(critic_params, obs, act):
-    """Every ensemble member's Q(s, a) -> (members, ...), float64."""
-    p = f64(critic_params)["params"]
-    members = p["Dense_0"]["kernel"].shape[0]
-    x = np.concatenate([np.asarray(obs, np.float64), np.asarray(act, np.float64)], -1)
-    out = []
-    for m in range(members):
-        pm = jax.tree_util.tree_map(lambda a: a[m], p)
-        h = np_trunk(pm["MLP_0"], x)
-        out.append((h @ pm["Dense_0"]["kernel"] + pm["Dense_0"]["bias"])[..., 0])
-    return np.stack(out)
-
-
-def np_policy(actor_params, obs):
-    p = f64(actor_params)["params"]
-    h = np_trunk(p["MLP_0"], np.asarray(obs, np.float64))
-    mean = h @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
-    if "log_std" in p:
-        log_std = np.broadcast_to(p["log_std"], mean.shape)
-    else:
-        log_std = h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
-    return mean, np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-
-
-def np_log_one_minus_tanh_sq(u):
-    """log(1 - tanh(u)^2) = log sech(u)^2 = 2 log 2 - 2|u| - 2 log(1 + exp(-2|u|)), exact for any |u|."""
-    a = np.abs(u)
-    return 2.0 * (np.log(2.0) - a - np.log1p(np.exp(-2.0 * a)))
-
-
-def np_tanh_gaussian(mean, log_std, eps):
-    """a = tanh(u), u = mean + std * eps; log pi(a) = log N(u; mean, std) - sum log(1 - tanh(u)^2)."""
-    mean, log_std, eps = (np.asarray(v, np.float64) for v in (mean, log_std, eps))
-    std = np.exp(log_std)
-    u = mean + std * eps
-    gauss = np.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2.0 * np.pi), -1)
-    return np.tanh(u), gauss - np.sum(np_log_one_minus_tanh_sq(u), -1)
-
-
-def np_grad(loss, tree, h=1e-5):
-    """Central finite differences of a float64 loss over every element of a params tree."""
-    tree = f64(tree)
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    grads = []
-    for li, leaf in enumerate(leaves):
-        g = np.zeros_like(leaf)
-        for idx in np.ndindex(leaf.shape):
-            vals = []
-            for s in (h, -h):
-                pert = [x.copy() for x in leaves]
-                pert[li][idx] += s
-                vals.append(loss(jax.tree_util.tree_unflatten(treedef, pert)))
-            g[idx] = (vals[0] - vals[1]) / (2 * h)
-        grads.append(g)
-    return jax.tree_util.tree_unflatten(treedef, grads)
-
+# ---- Adam and fixtures ------------------------------------------------------------------------------------
 
 def check_first_adam_step(old, new, grad, lr, min_grad=1e-4):
     """From a fresh Adam state the first update is -lr * g / (|g| + 1e-8) (bias-corrected moments = g, g^2)."""
@@ -125,8 +46,6 @@ def check_first_adam_step(old, new, grad, lr, min_grad=1e-4):
         total += g.size
     assert checked >= 0.6 * total, (checked, total)
 
-
-# ---- fixtures ----------------------------------------------------------------------------------------------
 
 def randomize(tree, rng, scale=0.6):
     def draw(path, leaf):
@@ -171,17 +90,6 @@ def alpha_of(agent):
     return math.exp(float(agent.temperature.params["log_temperature"]))
 
 
-def np_next_actions(agent, next_obs, k_action, n=None):
-    """a' ~ pi(s') re-computed in NumPy from the same standard-normal draw as the learner."""
-    mean, log_std = np_policy(agent.actor.params, next_obs)
-    if n is None:
-        eps = np.asarray(jax.random.normal(k_action, mean.shape, jnp.float32))
-        return np_tanh_gaussian(mean, log_std, eps)
-    eps = np.asarray(jax.random.normal(k_action, (n,) + mean.shape, jnp.float32))  # (n, B, d)
-    a, lp = np_tanh_gaussian(mean[None], log_std[None], eps)
-    return np.swapaxes(a, 0, 1), np.swapaxes(lp, 0, 1)  # (B, n, d), (B, n)
-
-
 def np_so2(agent, actions, k_noise):
     c = agent.config
     raw = c.target_noise_std * np.asarray(jax.random.normal(k_noise, actions.shape, jnp.float32), np.float64)
@@ -190,28 +98,27 @@ def np_so2(agent, actions, k_noise):
 
 
 def np_td_target(agent, batch, key):
-    """The TD target (docs/methods.md, 'One actor-critic learner') with the learner's key split:
-    (k_action, k_subset, k_noise)."""
+    """The TD target (docs/methods.md, 'One actor-critic learner') with the learner's key split."""
     c = agent.config
-    k_action, k_subset, k_noise = jax.random.split(key, 3)
+    k_action, k_subset, k_noise = sac.td_target_keys(key)
     nobs = np.asarray(batch["next_observations"], np.float64)
     r, m = np.asarray(batch["rewards"], np.float64), np.asarray(batch["masks"], np.float64)
     idx = np.asarray(jax.random.choice(k_subset, c.num_critics, (c.critic_subsample,),
                                        replace=c.subsample_with_replacement))
     if c.backup == "max_over_actions":
-        a, lp = np_next_actions(agent, nobs, k_action, c.num_backup_actions)
+        a, lp = reference.policy_sample(agent.actor.params, nobs, k_action, c.num_backup_actions)
         if c.target_noise_std > 0:
             a, _ = np_so2(agent, a, k_noise)
         obs_rep = np.broadcast_to(nobs[:, None, :], a.shape[:2] + (OBS,))
-        q = np_q_all(agent.target_critic_params, obs_rep, a)[idx].min(0)  # (B, n)
+        q = reference.q_values(agent.target_critic_params, obs_rep, a)[idx].min(0)  # (B, n)
         best = q.argmax(-1)
         next_q = q[np.arange(B), best]
         next_lp = lp[np.arange(B), best]
     else:
-        a, next_lp = np_next_actions(agent, nobs, k_action)
+        a, next_lp = reference.policy_sample(agent.actor.params, nobs, k_action)
         if c.target_noise_std > 0:
             a, _ = np_so2(agent, a, k_noise)
-        q_all = np_q_all(agent.target_critic_params, nobs, a)
+        q_all = reference.q_values(agent.target_critic_params, nobs, a)
         next_q = q_all.max(0) if c.backup == "max_over_ensemble" else q_all[idx].min(0)
     if c.backup_entropy:
         next_q = next_q - alpha_of(agent) * next_lp
@@ -219,15 +126,13 @@ def np_td_target(agent, batch, key):
 
 
 def np_critic_loss(critic_params, batch, y):
-    q = np_q_all(critic_params, batch["observations"], batch["actions"])  # (N, B)
+    q = reference.q_values(critic_params, batch["observations"], batch["actions"])  # (N, B)
     return np.mean((q - np.asarray(y, np.float64)[None]) ** 2)
 
 
 def np_actor_loss(actor_params, critic_params, obs, key, alpha):
-    mean, log_std = np_policy(actor_params, obs)
-    eps = np.asarray(jax.random.normal(key, mean.shape, jnp.float32))
-    a, lp = np_tanh_gaussian(mean, log_std, eps)
-    q_min = np_q_all(critic_params, obs, a).min(0)
+    a, lp = reference.policy_sample(actor_params, obs, key)
+    q_min = reference.q_values(critic_params, obs, a).min(0)
     return np.mean(alpha * lp - q_min), lp
 
 
@@ -245,10 +150,10 @@ def adam_count(opt):
 def test_numpy_networks_match_flax_modules():
     agent, batch = make_agent(), make_batch()
     q = sac.q_values(agent, agent.critic.params, batch["observations"], batch["actions"])
-    np.testing.assert_allclose(q, np_q_all(agent.critic.params, batch["observations"], batch["actions"]),
+    np.testing.assert_allclose(q, reference.q_values(agent.critic.params, batch["observations"], batch["actions"]),
                                rtol=RTOL, atol=ATOL)
     mean, log_std = sac.policy_mean_log_std(agent, agent.actor.params, batch["observations"])
-    ref_mean, ref_log_std = np_policy(agent.actor.params, batch["observations"])
+    ref_mean, ref_log_std = reference.policy(agent.actor.params, batch["observations"])
     np.testing.assert_allclose(mean, ref_mean, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(log_std, ref_log_std, rtol=RTOL, atol=ATOL)
     assert np.abs(ref_mean).max() > 0.1 and np.abs(q).max() > 0.1  # non-trivial magnitudes
@@ -256,7 +161,7 @@ def test_numpy_networks_match_flax_modules():
 
 def test_log_one_minus_tanh_sq_identity():
     u = np.linspace(-5, 5, 41)
-    np.testing.assert_allclose(np_log_one_minus_tanh_sq(u), np.log(1 - np.tanh(u) ** 2), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(reference.log_one_minus_tanh_sq(u), np.log(1 - np.tanh(u) ** 2), rtol=1e-10, atol=1e-12)
 
 
 # ---- tanh-Gaussian policy ----------------------------------------------------------------------------------
@@ -267,7 +172,7 @@ def test_tanh_gaussian_sample_and_log_prob_including_extreme_u():
     key = jax.random.PRNGKey(7)
     a, lp = nets.sample_tanh_gaussian(key, mean, log_std)
     eps = np.asarray(jax.random.normal(key, mean.shape, jnp.float32))
-    ref_a, ref_lp = np_tanh_gaussian(mean, log_std, eps)
+    ref_a, ref_lp = reference.tanh_gaussian(mean, log_std, eps)
     assert np.all(np.isfinite(np.asarray(lp)))
     np.testing.assert_allclose(a, ref_a, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(lp, ref_lp, rtol=RTOL, atol=ATOL)
@@ -278,7 +183,7 @@ def test_tanh_gaussian_sample_and_log_prob_including_extreme_u():
     # Several samples: shape sample_shape + mean.shape.
     a5, lp5 = nets.sample_tanh_gaussian(key, mean, log_std, (5,))
     eps5 = np.asarray(jax.random.normal(key, (5,) + mean.shape, jnp.float32))
-    ref_a5, ref_lp5 = np_tanh_gaussian(np.asarray(mean)[None], np.asarray(log_std)[None], eps5)
+    ref_a5, ref_lp5 = reference.tanh_gaussian(np.asarray(mean)[None], np.asarray(log_std)[None], eps5)
     np.testing.assert_allclose(a5, ref_a5, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(lp5, ref_lp5, rtol=RTOL, atol=ATOL)
 
@@ -315,9 +220,8 @@ def test_td_target_min_over_a_random_subset_of_2_of_3(with_replacement):
         np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
         # The value is the min over exactly the drawn members: every other candidate subset is rejected
         # wherever it gives a different number.
-        k_action, _, _ = jax.random.split(key, 3)
-        a, _ = np_next_actions(agent, nobs, k_action)
-        q = np_q_all(agent.target_critic_params, nobs, a)
+        a, _ = reference.policy_sample(agent.actor.params, nobs, sac.td_target_keys(key).action)
+        q = reference.q_values(agent.target_critic_params, nobs, a)
         r, m = np.asarray(batch["rewards"], np.float64), np.asarray(batch["masks"], np.float64)
         for size in (1, 2, 3):
             for subset in itertools.combinations(range(N), size):
@@ -352,9 +256,8 @@ def test_td_target_subsample_of_whole_ensemble_is_full_min_and_evaluate_all_is_e
     batch, key = make_batch(1), jax.random.PRNGKey(11)
     agent = make_agent(critic_subsample=N)
     y = sac.td_target(agent, batch, key)
-    k_action = jax.random.split(key, 3)[0]
-    a, _ = np_next_actions(agent, batch["next_observations"], k_action)
-    q = np_q_all(agent.target_critic_params, batch["next_observations"], a)
+    a, _ = reference.policy_sample(agent.actor.params, batch["next_observations"], sac.td_target_keys(key).action)
+    q = reference.q_values(agent.target_critic_params, batch["next_observations"], a)
     ref = np.asarray(batch["rewards"], np.float64) + GAMMA * MASKS * q.min(0)
     np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
     a2 = make_agent(critic_subsample=2)
@@ -373,11 +276,11 @@ def test_td_target_max_over_actions(backup_entropy):
         np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
     # max over actions >= the value at any single sampled action (without entropy term)
     if not backup_entropy:
-        k_action, k_subset, _ = jax.random.split(key, 3)
-        a, _ = np_next_actions(agent, batch["next_observations"], k_action, 4)
+        k_action, k_subset, _ = sac.td_target_keys(key)
+        a, _ = reference.policy_sample(agent.actor.params, batch["next_observations"], k_action, 4)
         idx = np.asarray(jax.random.choice(k_subset, N, (2,), replace=False))
         obs_rep = np.broadcast_to(np.asarray(batch["next_observations"])[:, None], (B, 4, OBS))
-        q = np_q_all(agent.target_critic_params, obs_rep, a)[idx].min(0)
+        q = reference.q_values(agent.target_critic_params, obs_rep, a)[idx].min(0)
         bootstrap = (np.asarray(y) - np.asarray(batch["rewards"])) / GAMMA
         live = MASKS == 1
         assert np.all(bootstrap[live] >= q[live].max(-1) - 1e-4)
@@ -400,7 +303,7 @@ def test_td_target_backup_entropy_subtracts_temperature_times_log_pi():
     y_plain, y_ent = np.asarray(sac.td_target(plain, batch, key)), np.asarray(sac.td_target(ent, batch, key))
     ref, _ = np_td_target(ent, batch, key)
     np.testing.assert_allclose(y_ent, ref, rtol=RTOL, atol=ATOL)
-    _, lp = np_next_actions(ent, batch["next_observations"], jax.random.split(key, 3)[0])
+    _, lp = reference.policy_sample(ent.actor.params, batch["next_observations"], sac.td_target_keys(key).action)
     np.testing.assert_allclose(y_plain - y_ent, GAMMA * MASKS * 0.7 * lp, rtol=1e-3, atol=1e-4)
 
 
@@ -425,9 +328,9 @@ def test_so2_target_noise_is_clipped_and_actions_stay_in_bounds(backup):
     ref, _ = np_td_target(agent, batch, key)
     np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
     # The library's perturbation itself.
-    k_action, _, k_noise = jax.random.split(key, 3)
+    k_action, _, k_noise = sac.td_target_keys(key)
     n = 3 if backup == "max_over_actions" else None
-    a, _ = np_next_actions(agent, batch["next_observations"], k_action, n)
+    a, _ = reference.policy_sample(agent.actor.params, batch["next_observations"], k_action, n)
     a32 = jnp.asarray(a, jnp.float32)
     pert = np.asarray(sac.perturb_target_action(agent.config, a32, k_noise))
     ref_pert, raw = np_so2(agent, a, k_noise)
@@ -450,20 +353,20 @@ def test_plain_critic_loss_is_mean_squared_td_error_over_ensemble_and_batch():
     ref = np_critic_loss(agent.critic.params, batch, y)
     np.testing.assert_allclose(loss, ref, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(info["td_loss"], ref, rtol=RTOL, atol=ATOL)
-    q = np_q_all(agent.critic.params, batch["observations"], batch["actions"])
+    q = reference.q_values(agent.critic.params, batch["observations"], batch["actions"])
     np.testing.assert_allclose(info["q_data"], q.mean(), rtol=RTOL, atol=ATOL)
 
 
 def test_critic_step_loss_gradient_polyak_and_untouched_networks():
     agent, batch = make_agent(), make_batch(8)
     new, info = sac.critic_step(agent, batch)
-    rng, k_target, _ = jax.random.split(agent.rng, 3)
+    rng, k_target, _ = sac.critic_step_keys(agent.rng)
     y, _ = np_td_target(agent, batch, k_target)
     np.testing.assert_allclose(info["critic_loss"], np_critic_loss(agent.critic.params, batch, y),
                                rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(np.asarray(new.rng), np.asarray(rng))
     # Gradient of the critic loss in docs/methods.md (target fixed) via float64 finite differences -> Adam's first step.
-    grad = np_grad(lambda p: np_critic_loss(p, batch, y), agent.critic.params)
+    grad = reference.numeric_grad(lambda p: np_critic_loss(p, batch, y), agent.critic.params)
     check_first_adam_step(agent.critic.params, new.critic.params, grad, agent.config.critic_lr)
     # Polyak after the critic update.
     tau = agent.config.tau
@@ -486,9 +389,8 @@ def test_actor_loss(state_dependent_std):
     np.testing.assert_allclose(loss, ref, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(info["entropy"], -lp.mean(), rtol=RTOL, atol=ATOL)
     # The min is over ALL critics: a subset min would be larger somewhere.
-    mean, log_std = np_policy(agent.actor.params, obs)
-    a, _ = np_tanh_gaussian(mean, log_std, np.asarray(jax.random.normal(key, mean.shape, jnp.float32)))
-    q = np_q_all(agent.critic.params, obs, a)
+    a, _ = reference.policy_sample(agent.actor.params, obs, key)
+    q = reference.q_values(agent.critic.params, obs, a)
     assert any(np.abs(q[list(s)].min(0).mean() - q.min(0).mean()) > 1e-3
                for s in itertools.combinations(range(N), 2))
 
@@ -510,11 +412,11 @@ def test_actor_and_temperature_step_gradients_and_untouched_critic():
     agent = make_agent(temperature=0.5)
     obs = make_batch(10, lead=(2,))["observations"].reshape(-1, OBS)
     new, info = sac.actor_and_temperature_step(agent, obs)
-    _, key = jax.random.split(agent.rng)
+    key = sac.actor_step_keys(agent.rng).actor
     ref, lp = np_actor_loss(agent.actor.params, agent.critic.params, obs, key, 0.5)
     np.testing.assert_allclose(info["actor_loss"], ref, rtol=RTOL, atol=ATOL)
     # Actor gradient: reparameterised through a = tanh(mean + std * eps) into min_i Q_i; critics fixed.
-    grad = np_grad(lambda p: np_actor_loss(p, agent.critic.params, obs, key, 0.5)[0], agent.actor.params)
+    grad = reference.numeric_grad(lambda p: np_actor_loss(p, agent.critic.params, obs, key, 0.5)[0], agent.actor.params)
     check_first_adam_step(agent.actor.params, new.actor.params, grad, agent.config.actor_lr)
     # Temperature: d/dlog(alpha) [alpha (H - H_target)] = alpha (H - H_target), one Adam step.
     g_t = 0.5 * (-lp.mean() - (-ACT))

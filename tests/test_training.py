@@ -1,6 +1,7 @@
 """End-to-end runs on a small generated point-maze dataset: every method, resume, no-retention guarantees and
 bad input. Networks are tiny and runs short: these check behaviour, not learning (see test_learning.py)."""
 
+import functools
 import gc
 import json
 import shlex
@@ -25,15 +26,14 @@ SMALL = dict(critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16), batch_size
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, maze_dataset):
     root = tmp_path_factory.mktemp("training")
-    dataset = generate("maze-planner", TASK, root / "data.hdf5", steps=3_000, seed=0, progress=False)
     checkpoints = {}
     for algorithm in ("cal-ql", "cql", "iql"):
         run = pretrain(PretrainConfig(task=TASK, algorithm=algorithm, steps=20, eval_interval=20, num_critics=4,
-                                      run_dir=str(root / algorithm), dataset=str(dataset), **SMALL))
+                                      run_dir=str(root / algorithm), dataset=maze_dataset, **SMALL))
         checkpoints[algorithm] = str(run / "checkpoint")
-    return root, str(dataset), checkpoints
+    return root, maze_dataset, checkpoints
 
 
 def finetune_cfg(workspace, method, name, **kw):
@@ -46,13 +46,19 @@ def finetune_cfg(workspace, method, name, **kw):
     return FinetuneConfig(**{**base, **kw})
 
 
+@pytest.fixture(scope="module")
+def finetuned(workspace):
+    """method -> its run with `finetune_cfg`'s options, made once (read only: a test that writes into it copies it)."""
+    return functools.cache(lambda method: finetune(finetune_cfg(workspace, method, f"ft-{method}")))
+
+
 def read(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_end_to_end(workspace, method):
-    run = finetune(finetune_cfg(workspace, method, f"ft-{method}"))
+def test_every_method_runs_end_to_end(finetuned, method):
+    run = finetuned(method)
     records = read(run)
     assert [r["step"] for r in records] == [0, 30, 60]
     assert all(0.0 <= r["score"] <= 100.0 for r in records)
@@ -297,22 +303,20 @@ def test_unknown_task_suggests_the_closest():
         finetune(FinetuneConfig(task="pointmaze-umaz-v0", method="sac-fast"))
 
 
-def test_existing_run_dir_is_not_overwritten(workspace):
-    cfg = finetune_cfg(workspace, "sac-fast", "ft-sac-fast")  # written by the every-method test
-    if not (Path(cfg.run_dir) / "metrics.jsonl").exists():
-        finetune(cfg)
+def test_existing_run_dir_is_not_overwritten(workspace, finetuned, copy_of):
+    cfg = finetune_cfg(workspace, "sac-fast", "ft-sac-fast", run_dir=str(copy_of(finetuned("sac-fast"))))
     with pytest.raises(ConfigError, match="already holds a run"):
         finetune(cfg)
 
 
-def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(workspace, tmp_path):
+def test_a_trained_policy_makes_a_dataset_that_its_metadata_repeats(finetuned, copy_of, tmp_path):
     """How locomotion `medium` and antmaze data are made: roll out a saved policy with noise, via the CLI."""
     import h5py
 
     from wsrl import cli
     from wsrl.data.loaders import load_dataset
     # A path with a space: the stored command quotes it.
-    ckpt = str(finetune(finetune_cfg(workspace, "sac-fast", "datagen source")) / "checkpoint")
+    ckpt = str(copy_of(finetuned("sac-fast") / "checkpoint", "datagen source"))
     first = tmp_path / "first.hdf5"
     assert cli.main(["datagen", "--task", TASK, "--recipe", "policy", "--checkpoint", ckpt, "--steps", "400",
                      "--seed", "5", "--out", str(first), "--quiet"]) == 0

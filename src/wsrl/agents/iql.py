@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from wsrl import networks as nets
 from wsrl.errors import ConfigError
-from wsrl.agents.sac import Optimized, adam_step, check_positive, optimized, polyak
+from wsrl.agents.sac import Optimized, actor_step_keys, adam_step, check_positive, optimized, polyak
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +156,7 @@ def _update(agent: IQL, batch, update_actor: bool = True):
     info = {k: v.mean() for k, v in info.items()}
     if update_actor:
         union = jax.tree_util.tree_map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
-        rng, key = jax.random.split(agent.rng)
+        rng, key = actor_step_keys(agent.rng)
         key = key if agent.config.actor_dropout > 0 else None
         grads, actor_info = jax.grad(actor_loss, has_aux=True)(agent.actor.params, agent, union, key)
         agent = agent.replace(actor=adam_step(agent.actor, grads, agent.config.actor_lr), rng=rng)

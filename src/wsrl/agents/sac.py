@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct as struct
 import jax
@@ -160,6 +160,49 @@ def create(config: ActorCriticConfig, obs_dim: int, action_dim: int, seed: int) 
     )
 
 
+# ---- random keys: every split the learner makes, in its order (the reference tests draw through these) -------
+
+class CriticStepKeys(NamedTuple):
+    rng: jax.Array  # the agent's key after the step
+    target: jax.Array  # the TD target's draws (`td_target_keys`)
+    loss: jax.Array  # the critic loss's draws (`conservative_keys`)
+
+
+class ActorStepKeys(NamedTuple):
+    rng: jax.Array  # the agent's key after the step
+    actor: jax.Array  # the actor loss's a ~ pi(s) (IQL: the actor's dropout)
+
+
+class TDTargetKeys(NamedTuple):
+    action: jax.Array  # a' ~ pi(s')
+    subset: jax.Array  # the target critics the min is over
+    noise: jax.Array  # SO2's target-action noise
+
+
+class ConservativeKeys(NamedTuple):
+    uniform: jax.Array  # n uniform actions
+    policy: jax.Array  # n actions from pi(s)
+    next_policy: jax.Array  # n actions from pi(s')
+    members: jax.Array  # the critics the CQL term acts on, independent of the TD target's subset
+
+
+def critic_step_keys(rng) -> CriticStepKeys:
+    return CriticStepKeys(*jax.random.split(rng, 3))
+
+
+def actor_step_keys(rng) -> ActorStepKeys:
+    return ActorStepKeys(*jax.random.split(rng))
+
+
+def td_target_keys(key) -> TDTargetKeys:
+    return TDTargetKeys(*jax.random.split(key, 3))
+
+
+def conservative_keys(key) -> ConservativeKeys:
+    uniform, policy, next_policy = jax.random.split(key, 3)
+    return ConservativeKeys(uniform, policy, next_policy, jax.random.fold_in(key, 1))
+
+
 # ---- pieces shared by the losses and the diagnostics ------------------------------------------------------
 
 def temperature_value(agent: ActorCritic):
@@ -222,7 +265,7 @@ def perturb_target_action(config: ActorCriticConfig, actions, key):
 def td_target(agent: ActorCritic, batch, key):
     """y = r + gamma * mask * Q_target(s', a'), with the configured backup (no gradient flows through it)."""
     config = agent.config
-    k_action, k_subset, k_noise = jax.random.split(key, 3)
+    k_action, k_subset, k_noise = td_target_keys(key)
     next_obs = batch["next_observations"]
     if config.backup == "max_over_actions":
         n = config.num_backup_actions
@@ -246,27 +289,26 @@ def td_target(agent: ActorCritic, batch, key):
     return jax.lax.stop_gradient(batch["rewards"] + config.discount * batch["masks"] * next_q)
 
 
-def cql_actions(agent: ActorCritic, batch, key):
+def cql_actions(agent: ActorCritic, batch, keys: ConservativeKeys):
     """Actions whose Q-values enter the CQL soft maximum: (B, 3n, action_dim) and the policy log-densities.
 
     Order along axis 1: n uniform actions, n from pi(s), n from pi(s').
     """
     n = agent.config.cql_num_actions
-    k_rand, k_cur, k_next = jax.random.split(key, 3)
     obs = batch["observations"]
-    random_actions = jax.random.uniform(k_rand, (obs.shape[0], n, agent.action_dim), minval=-1.0, maxval=1.0)
-    current, log_pi_current = sample_policy(agent, agent.actor.params, obs, k_cur, n)
-    nxt, log_pi_next = sample_policy(agent, agent.actor.params, batch["next_observations"], k_next, n)
+    random_actions = jax.random.uniform(keys.uniform, (obs.shape[0], n, agent.action_dim), minval=-1.0, maxval=1.0)
+    current, log_pi_current = sample_policy(agent, agent.actor.params, obs, keys.policy, n)
+    nxt, log_pi_next = sample_policy(agent, agent.actor.params, batch["next_observations"], keys.next_policy, n)
     actions = jnp.concatenate([random_actions, current, nxt], axis=1)
     return jax.lax.stop_gradient(actions), jax.lax.stop_gradient(log_pi_current), jax.lax.stop_gradient(log_pi_next)
 
 
 def conservative_members(config: ActorCriticConfig, critic_params, key):
     """(parameters, indices) of the critics the CQL term acts on: all, or a random subset of `critic_subsample`
-    drawn independently of the TD target's (the key is `fold_in(loss key, 1)`)."""
+    drawn independently of the TD target's (with `ConservativeKeys.members`)."""
     if uses_every_critic(config):
         return critic_params, None
-    idx = subset_indices(config, jax.random.fold_in(key, 1))
+    idx = subset_indices(config, key)
     return nets.take_members(critic_params, idx), idx
 
 
@@ -282,8 +324,9 @@ def critic_loss(critic_params, agent: ActorCritic, batch, target, key):
     n = config.cql_num_actions
     q_all = q_values(agent, critic_params, batch["observations"], batch["actions"])  # (N, B): TD on every member
     td = jnp.mean((q_all - target) ** 2)
-    actions, log_pi_current, log_pi_next = cql_actions(agent, batch, key)
-    members, idx = conservative_members(config, critic_params, key)
+    keys = conservative_keys(key)
+    actions, log_pi_current, log_pi_next = cql_actions(agent, batch, keys)
+    members, idx = conservative_members(config, critic_params, keys.members)
     q = q_all if idx is None else q_all[idx]  # (k, B)
     q_sampled = q_values(agent, members, batch["observations"], actions)  # (k, B, 3n): s_b with each of its 3n a
     q_random, q_current, q_next = q_sampled[..., :n], q_sampled[..., n:2 * n], q_sampled[..., 2 * n:]
@@ -339,7 +382,7 @@ def polyak(target, online, tau: float):
 
 def critic_step(agent: ActorCritic, batch):
     config = agent.config
-    rng, k_target, k_loss = jax.random.split(agent.rng, 3)
+    rng, k_target, k_loss = critic_step_keys(agent.rng)
     target = td_target(agent, batch, k_target)
     grads, info = jax.grad(critic_loss, has_aux=True)(agent.critic.params, agent, batch, target, k_loss)
     critic = adam_step(agent.critic, grads, config.critic_lr)
@@ -358,7 +401,7 @@ def lagrange_step(agent: ActorCritic, gap):
 
 
 def actor_and_temperature_step(agent: ActorCritic, observations):
-    rng, key = jax.random.split(agent.rng)
+    rng, key = actor_step_keys(agent.rng)
     grads, info = jax.grad(actor_loss, has_aux=True)(agent.actor.params, agent, observations, key)
     actor = adam_step(agent.actor, grads, agent.config.actor_lr)
     t_grads = jax.grad(temperature_loss)(agent.temperature.params, info["entropy"], target_entropy(agent))

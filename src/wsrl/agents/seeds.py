@@ -13,6 +13,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from wsrl.data.transitions import to_batch
+
 
 def _module(agent):
     from wsrl.agents import module_of  # the package imports this module
@@ -37,6 +39,33 @@ def update(stacked, batch, update_actor: bool = True):
     """One environment step's learning for every seed: `batch` arrays are (seeds, utd, batch_size, ...)."""
     module = _module(stacked)
     return jax.lax.map(lambda args: module._update(*args, update_actor=update_actor), (stacked, batch))
+
+
+def draw_batch(dataset: dict, key, batch_size: int) -> dict:
+    """A (utd 1, batch_size) minibatch of whole rows of `dataset`, drawn uniformly with replacement."""
+    return to_batch(dataset, jax.random.randint(key, (1, batch_size), 0, dataset["rewards"].shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def offline_block(stacked, dataset: dict, sample_keys, steps, batch_size: int):
+    """`steps` offline gradient steps for every seed in one call (the step count is traced: one compilation).
+
+    Each step, seed s draws `batch_size` rows of `dataset` (device arrays named as `Transitions` fields) uniformly
+    with replacement, from its own key `sample_keys[s]`. Returns (agents, next sample keys, the last step's info)."""
+    module = _module(stacked)
+
+    def step(carry):
+        learners, keys = carry
+        keys, use = split_keys(keys)
+        batch = jax.vmap(draw_batch, in_axes=(None, 0, None))(dataset, use, batch_size)
+        learners, info = jax.lax.map(lambda args: module._update(*args), (learners, batch))
+        return (learners, keys), info
+
+    no_info = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                     jax.eval_shape(lambda c: step(c)[1], (stacked, sample_keys)))
+    (stacked, sample_keys), info = jax.lax.fori_loop(0, steps, lambda _, state: step(state[0]),
+                                                     ((stacked, sample_keys), no_info))
+    return stacked, sample_keys, info
 
 
 @jax.jit

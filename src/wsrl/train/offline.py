@@ -8,17 +8,22 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wsrl import agents
 from wsrl.config import (PRESETS, PretrainConfig, for_seed, learner_config_for_pretrain, pretrain_algorithm,
                          run_seeds, seed_run_dir, to_jsonable, validate_pretrain)
-from wsrl.data.replay import BATCH_KEYS, offline_batch
 from wsrl.io import checkpoint
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks import get_task
 from wsrl.train import common
-from wsrl.train.run import Run, resume_step
+from wsrl.train.run import Run, RunDirError, resume_step
+
+BLOCK_STEPS = 50  # gradient steps per jitted call; blocks also end at evaluation and snapshot steps
+SAMPLE_STREAM = 1  # the minibatch key of seed s is fold_in(PRNGKey(s), SAMPLE_STREAM), apart from the learner's
+BATCH_SOURCE = ("observations", "actions", "rewards", "next_observations", "terminals", "mc_returns")  # to_batch's
 
 
 @dataclasses.dataclass
@@ -64,19 +69,22 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
     if start:
         snapshots = [run.snapshot_dir(start) for run in runs]
         stacked = agents.seeds.stack([checkpoint.load(s / "agent")[0] for s in snapshots])
-        rngs = [common.rng_from_state(json.loads((s / "loop.json").read_text())["rng"]) for s in snapshots]
+        keys = jnp.stack([read_sample_key(s) for s in snapshots])
     else:
         for run in runs:
             run.write_config({"dataset_size": len(data)})
         stacked = agents.seeds.stack([agents.create(learner, obs_dim, action_dim, seed) for seed in seeds])
-        rngs = [np.random.default_rng(seed) for seed in seeds]
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_STREAM) for seed in seeds])
+    dataset = {k: jnp.asarray(v) for k, v in data.arrays().items() if k in BATCH_SOURCE}  # resident on the device
+    del data
 
     step = start
     with progress_bar(steps, start, cfg.progress, f"pretrain {algorithm}") as bar:
         while step < steps:
-            batches = [offline_batch(data, rng.integers(0, len(data), size=(1, cfg.batch_size))) for rng in rngs]
-            stacked, info = agents.seeds.update(stacked, {k: np.stack([b[k] for b in batches]) for k in BATCH_KEYS})
-            step += 1
+            block = min(BLOCK_STEPS, steps - step, cfg.eval_interval - step % cfg.eval_interval,
+                        cfg.save_interval - step % cfg.save_interval)
+            stacked, keys, info = agents.seeds.offline_block(stacked, dataset, keys, block, cfg.batch_size)
+            step += block
             if step % cfg.eval_interval == 0 or step == steps:
                 results = common.evaluate(task, eval_envs, stacked, cfg.eval_episodes,
                                           [common.episode_seed(seed, step) for seed in seeds])
@@ -85,9 +93,9 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
                              **{f"train/{k}": float(v[i]) for k, v in info.items()}})
                 bar.set_postfix_str(f"score {np.mean([r['score'] for r in results]):.1f}", refresh=False)
             if step % cfg.save_interval == 0 and step < steps:
-                for i, (run, rng) in enumerate(zip(runs, rngs)):
-                    run.snapshot(step, lambda d, i=i, rng=rng: write_snapshot(d, stacked, i, obs_dim, step, rng))
-            bar.update(1)
+                for i, run in enumerate(runs):
+                    run.snapshot(step, lambda d, i=i: write_snapshot(d, stacked, keys, i, obs_dim, step))
+            bar.update(block)
 
     finished = {}
     for i, (seed, run) in enumerate(zip(seeds, runs)):
@@ -99,7 +107,14 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
     return Pretrained({seed: run.path for seed, run in zip(seeds, runs)}, finished)
 
 
-def write_snapshot(directory: Path, stacked, index: int, obs_dim: int, step: int, rng: np.random.Generator) -> None:
+def write_snapshot(directory: Path, stacked, keys, index: int, obs_dim: int, step: int) -> None:
     checkpoint.save(directory / "agent", agents.seeds.member(stacked, index), obs_dim=obs_dim)
-    (directory / "loop.json").write_text(json.dumps({"step": step, "rng": common.rng_state(rng)}))
+    (directory / "loop.json").write_text(json.dumps({"step": step, "sample_key": common.key_to_list(keys[index])}))
 
+
+def read_sample_key(snapshot: Path):
+    loop = json.loads((snapshot / "loop.json").read_text())
+    if "sample_key" not in loop:
+        raise RunDirError(f"{snapshot} was written by an earlier version of wsrl that drew batches differently; "
+                          f"start the run again without --resume")
+    return common.key_from_list(loop["sample_key"])

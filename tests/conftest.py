@@ -1,0 +1,40 @@
+"""Fixtures shared by several test files: work done once per session, read only. A test that writes into a shared
+run or checkpoint directory works on its own copy (`copy_of`)."""
+
+import shutil
+from pathlib import Path
+
+import jax
+import pytest
+
+from wsrl.datagen import generate
+
+MAZE_TASK = "pointmaze-umaze-v0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One on-disk XLA compilation cache for the session, also used by the runs that tests start in other
+    processes (test_run_safety.py): they load what was already compiled instead of compiling it again."""
+    path = str(tmp_path_factory.mktemp("xla-cache"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", path)  # inherited by subprocesses
+        yield path
+
+
+@pytest.fixture(scope="session")
+def maze_dataset(tmp_path_factory) -> str:
+    """A 3,000-step scripted-planner dataset of the point U-maze, seed 0 (docs/tasks-and-data.md, 'Generating
+    datasets')."""
+    out = tmp_path_factory.mktemp("maze") / "data.hdf5"
+    return str(generate("maze-planner", MAZE_TASK, out, steps=3_000, seed=0, progress=False))
+
+
+@pytest.fixture
+def copy_of(tmp_path):
+    """copy_of(directory, name=None) -> a copy of `directory` in this test's tmp_path, named `name` or as the
+    original."""
+    def copy(directory, name: str | None = None) -> Path:
+        return Path(shutil.copytree(directory, tmp_path / (name or Path(directory).name)))
+    return copy
