@@ -41,7 +41,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from wsrl import agents
@@ -51,7 +50,7 @@ from wsrl.data.transitions import Transitions
 from wsrl.demo import TASK as DEMO_TASK, DemoSettings
 from wsrl.tasks import get_task
 from wsrl.train import common
-from wsrl.train.offline import BATCH_SOURCE, BLOCK_STEPS, SAMPLE_STREAM
+from wsrl.train.offline import BLOCK_STEPS, device_dataset, first_sample_keys
 
 ROWS = 50_000
 BATCH = 256
@@ -98,8 +97,8 @@ def training_variants(cfg: PretrainConfig, n_seeds: int, rows: int) -> dict:
     seeds = list(range(n_seeds))
     data = synthetic_data(obs_dim, act_dim, rows)
     initial = agents.seeds.stack([agents.create(learner, obs_dim, act_dim, seed) for seed in seeds])
-    dataset = {k: jnp.asarray(v) for k, v in data.arrays().items() if k in BATCH_SOURCE}
-    initial_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_STREAM) for seed in seeds])
+    dataset = device_dataset(data)
+    initial_keys = first_sample_keys(seeds)
 
     def per_step(steps: int):  # the previous loop of wsrl.train.offline
         stacked, rngs = initial, [np.random.default_rng(seed) for seed in seeds]

@@ -118,6 +118,9 @@ class Transitions:
         return dataclasses.replace(t, actions=np.clip(t.actions, -ACTION_CLIP, ACTION_CLIP))
 
 
+TO_BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "mc_returns")  # to_batch's
+
+
 def to_batch(fields: Mapping[str, np.ndarray], idx) -> dict[str, np.ndarray]:
     """The learner's batch layout (float32) from arrays named as Transitions fields, at rows `idx`."""
     return {"observations": fields["observations"][idx], "actions": fields["actions"][idx],

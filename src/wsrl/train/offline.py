@@ -15,6 +15,7 @@ import numpy as np
 from wsrl import agents
 from wsrl.config import (PRESETS, PretrainConfig, for_seed, learner_config_for_pretrain, pretrain_algorithm,
                          run_seeds, seed_run_dir, to_jsonable, validate_pretrain)
+from wsrl.data.transitions import TO_BATCH_FIELDS, Transitions
 from wsrl.io import checkpoint
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks import get_task
@@ -23,7 +24,6 @@ from wsrl.train.run import Run, RunDirError, resume_step
 
 BLOCK_STEPS = 50  # gradient steps per jitted call; blocks also end at evaluation and snapshot steps
 SAMPLE_STREAM = 1  # the minibatch key of seed s is fold_in(PRNGKey(s), SAMPLE_STREAM), apart from the learner's
-BATCH_SOURCE = ("observations", "actions", "rewards", "next_observations", "terminals", "mc_returns")  # to_batch's
 
 
 @dataclasses.dataclass
@@ -74,8 +74,8 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
         for run in runs:
             run.write_config({"dataset_size": len(data)})
         stacked = agents.seeds.stack([agents.create(learner, obs_dim, action_dim, seed) for seed in seeds])
-        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_STREAM) for seed in seeds])
-    dataset = {k: jnp.asarray(v) for k, v in data.arrays().items() if k in BATCH_SOURCE}  # resident on the device
+        keys = first_sample_keys(seeds)
+    dataset = device_dataset(data)
     del data
 
     step = start
@@ -105,6 +105,16 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
         run.finish(agent, obs_dim, meta)
         finished[seed] = (agent, {**meta, "obs_dim": obs_dim, "action_dim": action_dim})
     return Pretrained({seed: run.path for seed, run in zip(seeds, runs)}, finished)
+
+
+def first_sample_keys(seeds) -> jax.Array:
+    """Each seed's minibatch key at step 0, a stream apart from the learner's own key."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_STREAM) for seed in seeds])
+
+
+def device_dataset(data: Transitions) -> dict:
+    """The fields minibatches are built from, as device arrays (the dataset stays resident for the whole run)."""
+    return {k: jnp.asarray(v) for k, v in data.arrays().items() if k in TO_BATCH_FIELDS}
 
 
 def write_snapshot(directory: Path, stacked, keys, index: int, obs_dim: int, step: int) -> None:
