@@ -94,6 +94,17 @@ def test_incompatible_checkpoint_says_what_differs(pretrained):
         agents.warm_start(checkpoint.load(path)[0], fits, OBS + 1, ACT)
 
 
+def test_continuing_a_checkpoint_refuses_changed_options():
+    """calql-ft continues its checkpoint's learner: an option that would change it is refused, not ignored."""
+    from wsrl.config import FinetuneConfig
+    from wsrl.train.online import check_continued_options
+    saved = agents.ActorCriticConfig(num_critics=2, discount=0.9)
+    check_continued_options(FinetuneConfig(method="calql-ft", discount=0.9), saved)
+    with pytest.raises(checkpoint.CheckpointError, match="temperature_lr: checkpoint has 0.0001, fine-tuning asks "
+                                                         "for 0.001"):
+        check_continued_options(FinetuneConfig(method="calql-ft", discount=0.9, temperature_lr=1e-3), saved)
+
+
 def test_missing_and_damaged_checkpoints(tmp_path, pretrained, copy_of):
     with pytest.raises(checkpoint.CheckpointError, match="not a wsrl checkpoint"):
         checkpoint.load(tmp_path / "nothing")

@@ -106,7 +106,8 @@ def test_run_copies_every_common_option_to_pretraining():
     values = {"task": "hopper-medium-v2", "seed": 7, "seeds": (7, 8), "run_dir": "r", "dataset": "d.hdf5",
               "eval_interval": 123, "eval_episodes": 3, "batch_size": 64, "save_interval": 77, "resume": True,
               "progress": False,
-              "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "actor_hidden_dims": (4,),
+              "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "temperature_lr": 1e-3,
+              "actor_hidden_dims": (4,),
               "subsample_with_replacement": True, "final_init_scale": 1.0}
     assert set(values) == {f.name for f in dataclasses.fields(C.CommonConfig)}, "a common option is untested"
     pre = C.pretrain_config_for(C.FinetuneConfig(method="wsrl", **values))
@@ -130,6 +131,7 @@ def test_ablation_options_override_the_method():
     ({"method": "sac-fast", "utd": 0}, "utd=0 must be >= 1"),
     ({"method": "sac-fast", "eval_interval": 0}, "eval_interval=0 must be a positive integer"),
     ({"method": "sac-fast", "warmup_steps": -1}, "warmup_steps=-1 must be >= 0"),
+    ({"method": "sac-fast", "temperature_lr": 0.0}, "temperature_lr=0.0 must be > 0"),
 ])
 def test_bad_values_are_named(kw, message):
     with pytest.raises(C.ConfigError, match=message):

@@ -276,14 +276,15 @@ def test_run_gives_every_common_option_to_both_stages(workspace):
     from wsrl.api import run
     root, dataset, _ = workspace
     cfg = FinetuneConfig(task=TASK, method="calql-ft", steps=40, eval_interval=40, dataset=dataset, discount=0.9,
-                         init_temperature=0.3, seed=3, run_dir=str(root / "run-calql"), update_after=10,
+                         init_temperature=0.3, temperature_lr=2e-4, seed=3, run_dir=str(root / "run-calql"), update_after=10,
                          diagnostic_samples=0, **SMALL)
     pre_dir, ft_dir = run(cfg, pretrain_steps=10)
     pre, ft = (json.loads((d / "config.json").read_text()) for d in (pre_dir, ft_dir))
-    for name in ("discount", "init_temperature", "seed", "batch_size", "critic_hidden_dims", "eval_episodes"):
+    for name in ("discount", "init_temperature", "temperature_lr", "seed", "batch_size", "critic_hidden_dims", "eval_episodes"):
         assert pre[name] == ft[name] == json.loads(json.dumps(getattr(cfg, name))), name
     assert pre["learner"]["num_critics"] == 2 and not pre["learner"]["critic_layer_norm"]
     assert pre["learner"]["discount"] == 0.9 and pre["learner"]["init_temperature"] == 0.3
+    assert pre["learner"]["temperature_lr"] == 2e-4
     meta = json.loads((pre_dir / "checkpoint" / "checkpoint.json").read_text())
     assert meta["algorithm"] == "cal-ql" and meta["config"]["regularizer"] == "calql"
 

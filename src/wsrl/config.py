@@ -102,6 +102,7 @@ class CommonConfig:
     discount: float = _help("discount factor gamma (the paper uses 0.99 everywhere)", default=0.99)
     init_temperature: float = _help("initial SAC temperature alpha of a new learner (a loaded policy keeps its "
                                     "own)", default=1.0)
+    temperature_lr: float = _help("learning rate of the SAC temperature (the authors': 1e-4)", default=1e-4)
     actor_hidden_dims: tuple[int, ...] | None = _help("actor hidden sizes (default: family preset)", default=None)
     subsample_with_replacement: bool = _help("draw the random critic subsets with replacement (the authors' "
                                              "code) instead of without (REDQ)", default=False)
@@ -232,7 +233,7 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
         cql_alpha=preset.cql_alpha if cfg.cql_alpha is None else cfg.cql_alpha,
         cql_lagrange=preset.cql_lagrange and cfg.cql_alpha is None,
         cql_importance_sample=preset.cql_importance_sample, discount=cfg.discount,
-        init_temperature=cfg.init_temperature)
+        init_temperature=cfg.init_temperature, temperature_lr=cfg.temperature_lr)
 
 
 def method_row(name: str) -> Method:
@@ -268,8 +269,9 @@ def validate_common(cfg: CommonConfig) -> None:
     for name in ("eval_interval", "eval_episodes", "batch_size", "save_interval"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a positive integer")
-    if not cfg.init_temperature > 0:
-        raise ConfigError(f"init_temperature={cfg.init_temperature} must be > 0")
+    for name in ("init_temperature", "temperature_lr"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name}={getattr(cfg, name)} must be > 0")
     if not 0.0 <= cfg.discount < 1.0:
         raise ConfigError(f"discount={cfg.discount} must be in [0, 1)")
     if cfg.final_init_scale is not None and not cfg.final_init_scale > 0:
@@ -379,7 +381,8 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Finet
             state_dependent_std=preset.state_dependent_std, final_init_scale=final_init_scale(cfg, preset),
             num_critics=num_critics, critic_subsample=min(subsample, num_critics),
             subsample_with_replacement=cfg.subsample_with_replacement, backup=preset.online_backup,
-            target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature)
+            target_noise_std=method.target_noise_std, discount=cfg.discount, init_temperature=cfg.init_temperature,
+            temperature_lr=cfg.temperature_lr)
     return FinetunePlan(config=cfg, method=method, init=init, warmup_steps=warmup, warmup_source=warmup_source,
                         offline_fraction=fraction, utd=utd, update_after=update_after, learner=learner)
 

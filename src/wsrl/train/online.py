@@ -81,7 +81,8 @@ def check_continued_options(cfg: FinetuneConfig, saved) -> None:
     given = {"num_critics": (cfg.num_critics, saved.num_critics),
              "critic_hidden_dims": (cfg.critic_hidden_dims, saved.critic_hidden_dims),
              "actor_hidden_dims": (cfg.actor_hidden_dims, saved.actor_hidden_dims),
-             "layer_norm": (cfg.layer_norm, saved.critic_layer_norm), "discount": (cfg.discount, saved.discount)}
+             "layer_norm": (cfg.layer_norm, saved.critic_layer_norm), "discount": (cfg.discount, saved.discount),
+             "temperature_lr": (cfg.temperature_lr, getattr(saved, "temperature_lr", cfg.temperature_lr))}
     problems = [f"{name}: checkpoint has {have}, fine-tuning asks for {want}"
                 for name, (want, have) in given.items() if want is not None and want != have]
     if problems:
