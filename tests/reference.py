@@ -14,6 +14,12 @@ import numpy as np
 LOG_STD_MIN, LOG_STD_MAX = np.log(1e-5), np.log(10.0)  # the std clip of the authors' Policy
 
 
+def leaves_equal(a, b) -> bool:
+    """Two pytrees with the same number of leaves, each exactly equal."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
 def f64(tree):
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
 

@@ -9,6 +9,8 @@ import pytest
 from wsrl import agents
 from wsrl.io import checkpoint
 
+from reference import leaves_equal
+
 OBS, ACT = 5, 2
 
 
@@ -22,11 +24,6 @@ def random_batch(utd=2, batch=16, seed=0):
         "masks": np.ones((utd, batch), np.float32),
         "mc_returns": r.normal(size=(utd, batch)).astype(np.float32),
     }
-
-
-def leaves_equal(a, b):
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
 @pytest.fixture(scope="module")

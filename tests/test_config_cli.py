@@ -108,7 +108,10 @@ def test_run_copies_every_common_option_to_pretraining():
               "progress": False,
               "critic_hidden_dims": (8, 8), "discount": 0.9, "init_temperature": 0.05, "temperature_lr": 1e-3,
               "actor_hidden_dims": (4,),
-              "subsample_with_replacement": True, "final_init_scale": 1.0}
+              "subsample_with_replacement": True, "final_init_scale": 1.0,
+              # your own environment (tests/test_user_env.py); --task and --env cannot go together
+              "env": None, "env_kwargs": {"x": 1}, "env_module": "m", "max_episode_steps": 9, "family": "kitchen",
+              "reward_scale": 2.0, "reward_bias": -1.0, "sparse_reward": -3.0, "success_key": "ok"}
     assert set(values) == {f.name for f in dataclasses.fields(C.CommonConfig)}, "a common option is untested"
     pre = C.pretrain_config_for(C.FinetuneConfig(method="wsrl", **values))
     assert {k: getattr(pre, k) for k in values} == values

@@ -21,6 +21,7 @@ from wsrl.agents import sac
 from wsrl import networks as nets
 
 import reference
+from reference import leaves_equal
 
 OBS, ACT, B, N = 3, 2, 5, 3
 HID = (4, 4)
@@ -134,11 +135,6 @@ def np_actor_loss(actor_params, critic_params, obs, key, alpha):
     a, lp = reference.policy_sample(actor_params, obs, key)
     q_min = reference.q_values(critic_params, obs, a).min(0)
     return np.mean(alpha * lp - q_min), lp
-
-
-def leaves_equal(a, b):
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
 def adam_count(opt):

@@ -15,7 +15,7 @@ from wsrl.config import (PRESETS, ConfigError, FinetuneConfig, PretrainConfig, l
                          needs_pretraining, pretrain_algorithm, pretrain_config_for, resolve_finetune, run_seeds,
                          validate_pretrain)
 from wsrl.io.runlog import CONFIG_FILE
-from wsrl.tasks import get_task
+from wsrl.tasks import resolve_task
 from wsrl.train.offline import pretrain, pretrain_seeds
 from wsrl.train.online import finetune
 from wsrl.train.run import CHECKPOINT_DIR
@@ -25,7 +25,7 @@ __all__ = ["pretrain", "finetune", "run", "PretrainConfig", "FinetuneConfig"]
 
 def check_stages_fit(cfg: FinetuneConfig, pre: PretrainConfig) -> None:
     """Before any pre-training: the checkpoint `pre` will produce must be one fine-tuning `cfg` accepts."""
-    task = get_task(cfg.task)
+    task = resolve_task(cfg)
     preset = PRESETS[task.preset]
     validate_pretrain(pre)
     plan = resolve_finetune(dataclasses.replace(cfg, checkpoint="<pre-training>"), preset, task.max_episode_steps)
@@ -40,7 +40,7 @@ def check_stages_fit(cfg: FinetuneConfig, pre: PretrainConfig) -> None:
 def stage_template(cfg: FinetuneConfig, name: str) -> str:
     """The folder holding a seed's pre-training and fine-tuning runs, with {seed} where the seed goes."""
     if cfg.run_dir is None:
-        return f"runs/{cfg.task}/{name}/seed{{seed}}"
+        return f"runs/{cfg.task_label}/{name}/seed{{seed}}"
     if cfg.seeds is not None and "{seed}" not in cfg.run_dir:
         return f"{cfg.run_dir}/seed{{seed}}"
     return cfg.run_dir
@@ -56,7 +56,7 @@ def run(cfg: FinetuneConfig, algorithm: str | None = None,
     if needs_pretraining(cfg):
         pre = pretrain_config_for(cfg, algorithm, pretrain_steps)
         check_stages_fit(cfg, pre)
-    label = pretrain_algorithm(pre, PRESETS[get_task(cfg.task).preset]) if pre else "scratch"
+    label = pretrain_algorithm(pre, PRESETS[resolve_task(cfg).preset]) if pre else "scratch"
     seeds, template = run_seeds(cfg), stage_template(cfg, f"{label}+{cfg.method}")
     base = {seed: Path(template.replace("{seed}", str(seed))) for seed in seeds}
     pretrain_dirs, pretrained = None, {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -40,6 +41,19 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             from None
 
 
+def parse_json_object(text: str) -> dict:
+    """--env-kwargs: a JSON object of keyword arguments."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"frame_skip\": 2}}' (quote it for "
+                                         f"the shell; keys and strings in double quotes); got {text!r}: {err}") \
+            from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}} of keyword arguments, got {text!r}")
+    return value
+
+
 def _base_type(annotation):
     """int | None -> int; tuple[int, ...] -> tuple."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -55,10 +69,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None
             continue
         kind = _base_type(hints[f.name])
         converter = parse_seeds if f.name == "seeds" else \
-            {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str}[kind]
-        default = f.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        metavar = {bool: "BOOL", tuple: "N,N"}.get(kind, f.name.upper())
+            {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str, dict: parse_json_object}[kind]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else \
+            json.dumps(default) if isinstance(default, dict) else default
+        if f.name == "task":
+            shown = f"{C.DEFAULT_TASK} unless --env is given"
+        metavar = {bool: "BOOL", tuple: "N,N", dict: "JSON"}.get(kind, f.name.upper())
         flag = {"nargs": "?", "const": True} if kind is bool else {}  # `--resume` alone means true
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=converter, default=default,
                             metavar=metavar, help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,15 @@ def _help(text: str, **kw) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+DEFAULT_TASK = "pointmaze-umaze-v0"  # the task of a config that names neither --task nor --env
+# Options that describe a user environment (--env); a registry task has its own values for them.
+USER_ENV_OPTIONS = ("env_kwargs", "env_module", "max_episode_steps", "family", "reward_scale", "reward_bias",
+                    "sparse_reward", "success_key")
+
+
 @dataclass
 class CommonConfig:
-    task: str = _help("task id (see `wsrl tasks`)", default="pointmaze-umaze-v0")
+    task: str | None = _help("task id (see `wsrl tasks`); or --env for your own environment", default=None)
     seed: int = _help("random seed", default=0)
     seeds: tuple[int, ...] | None = _help("several seeds trained together in one process, e.g. 0,1,2 (each writes "
                                           "its own run directory, <run-dir>/seed<s>; default: --seed alone)",
@@ -110,6 +117,40 @@ class CommonConfig:
                                            "networks (default: family preset, the authors' kernel_scale_final: "
                                            "0.01 on antmaze, adroit, locomotion; sqrt 2 like the other layers on "
                                            "kitchen)", default=None)
+    # ---- your own environment (docs/your-own-environment.md) ----
+    env: str | None = _help("a Gymnasium environment id to train on instead of a registry --task (needs --family "
+                            "and, for pre-training, --dataset)", default=None)
+    env_kwargs: dict = _help("with --env: keyword arguments of gym.make, as a JSON object, e.g. "
+                             "'{\"reset_noise_scale\": 0.1}'", default_factory=dict)
+    env_module: str | None = _help("with --env: a Python module imported before gym.make (e.g. the package that "
+                                   "registers the environment)", default=None)
+    max_episode_steps: int | None = _help("with --env: the episode time limit (default: the environment "
+                                          "spec's)", default=None)
+    family: str | None = _help("with --env (required): the hyper-parameter preset, one of "
+                               + ", ".join(PRESETS), default=None)
+    reward_scale: float = _help("with --env: training reward = reward_scale * reward + reward_bias", default=1.0)
+    reward_bias: float = _help("with --env: see --reward-scale", default=0.0)
+    sparse_reward: float | None = _help("with --env: the per-step failure reward of a sparse task AFTER the "
+                                        "scale and bias (Cal-QL's Monte-Carlo returns of never-successful "
+                                        "episodes use it; default: dense rewards)", default=None)
+    success_key: str | None = _help("with --env: the `info` key that is true on success; the score is then "
+                                    "the success rate (default: the mean episode return is the score)",
+                                    default=None)
+
+    def __post_init__(self):
+        if self.task is None and self.env is None:
+            self.task = DEFAULT_TASK
+
+    @property
+    def task_label(self) -> str:
+        """The name runs of this config are filed under: the task id, or the (filesystem-safe) --env id."""
+        return safe_env_name(self.env) if self.env is not None else self.task
+
+
+def safe_env_name(env_id: str) -> str:
+    """A Gymnasium id as a directory name: 'my_pkg:Thing/Arm-v0' -> 'my_pkg-Thing-Arm-v0'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", env_id).strip("-.")
+    return name or "env"
 
 
 @dataclass
@@ -261,7 +302,43 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None,
                           num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm)
 
 
+def task_flag(cfg: CommonConfig) -> str:
+    """The options naming this config's task on a command line: `--task T` or `--env E --family F`."""
+    return f"--env {cfg.env} --family {cfg.family}" if cfg.env is not None else f"--task {cfg.task}"
+
+
+def validate_task_options(cfg: CommonConfig) -> None:
+    """--task or --env (not both); --env needs --family; the user-environment options go with --env only."""
+    if cfg.env is not None:
+        if cfg.task is not None:
+            raise ConfigError(f"pass either --task {cfg.task} (a registry task) or --env {cfg.env} (your own "
+                              f"Gymnasium environment), not both")
+        if not cfg.env.strip():
+            raise ConfigError("--env is empty; pass a Gymnasium id such as InvertedPendulum-v5")
+        if cfg.family is None:
+            raise ConfigError(f"--env {cfg.env} needs --family: the hyper-parameter preset to train with, one of "
+                              f"{', '.join(PRESETS)} (docs/methods.md; it is never guessed)")
+        choose("family", cfg.family, tuple(PRESETS))
+        if not isinstance(cfg.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a dict of gym.make keyword arguments, got "
+                              f"{type(cfg.env_kwargs).__name__}")
+        if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
+            raise ConfigError(f"max_episode_steps={cfg.max_episode_steps} must be a positive integer")
+        if not (math.isfinite(cfg.reward_scale) and cfg.reward_scale != 0 and math.isfinite(cfg.reward_bias)):
+            raise ConfigError(f"reward_scale={cfg.reward_scale} must be finite and non-zero and reward_bias="
+                              f"{cfg.reward_bias} finite")
+        return
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(CommonConfig) if f.name in USER_ENV_OPTIONS}
+    given = [n for n in USER_ENV_OPTIONS if getattr(cfg, n) != defaults[n]]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise ConfigError(f"{flags} describe(s) your own environment and go(es) with --env; task {cfg.task!r} "
+                          f"has its own environment, family and reward convention")
+
+
 def validate_common(cfg: CommonConfig) -> None:
+    validate_task_options(cfg)
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed} must be >= 0")
     if cfg.seeds is not None and (not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds)):
@@ -280,6 +357,9 @@ def validate_common(cfg: CommonConfig) -> None:
 
 def validate_pretrain(cfg: PretrainConfig) -> None:
     validate_common(cfg)
+    if cfg.env is not None and cfg.dataset is None:
+        raise ConfigError(f"pre-training on --env {cfg.env} needs --dataset FILE (D4RL-layout HDF5, Minari "
+                          f"dataset, or npz; docs/your-own-environment.md)")
     if cfg.algorithm is not None:
         choose("algorithm", cfg.algorithm, ALGORITHMS)
     if cfg.steps is not None and cfg.steps <= 0:
@@ -363,10 +443,13 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Finet
         raise ConfigError("; ".join(problems))
     if init != "none" and cfg.checkpoint is None:
         raise ConfigError(f"method {cfg.method!r} with init={init!r} starts from a pre-trained checkpoint: pass "
-                          f"--checkpoint DIR (make one with `wsrl pretrain --task {cfg.task}`), or --init none")
+                          f"--checkpoint DIR (make one with `wsrl pretrain {task_flag(cfg)}`), or --init none")
     if warmup_source == "policy" and warmup > 0 and cfg.checkpoint is None:
         raise ConfigError("warmup_source='policy' rolls out the frozen pre-trained policy: pass --checkpoint DIR "
                           "or choose --warmup-source uniform")
+    if cfg.env is not None and cfg.dataset is None and (fraction > 0 or warmup_source == "dataset"):
+        raise ConfigError(f"method {cfg.method!r} with these options reads the offline data: with --env "
+                          f"{cfg.env} pass --dataset FILE")
     update_after = default_update_after(cfg, method, fraction, utd, horizon) if cfg.update_after is None \
         else cfg.update_after
     learner = None
@@ -405,7 +488,7 @@ def seed_run_dir(cfg: CommonConfig, name: str, seed: int) -> Path:
     """Seed `seed`'s run directory: the given one ({seed} filled in; <run-dir>/seed<s> for a group), else
     runs/<task>/<name>/seed<s>."""
     if cfg.run_dir is None:
-        return Path("runs") / cfg.task / name / f"seed{seed}"
+        return Path("runs") / cfg.task_label / name / f"seed{seed}"
     if "{seed}" in cfg.run_dir:
         return Path(cfg.run_dir.replace("{seed}", str(seed)))
     return Path(cfg.run_dir) / f"seed{seed}" if cfg.seeds is not None else Path(cfg.run_dir)

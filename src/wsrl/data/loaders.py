@@ -22,6 +22,13 @@ MINARI_FILE = "main_data.hdf5"
 # transform(source, data, flags) -> Transitions: reshapes a loaded dataset with the file's per-step info flags
 # (`flags`: every one-value-per-step info array, aligned with data's rows), e.g. the Adroit binary tasks' rewards.
 Transform = Callable[[str, Transitions, Mapping[str, np.ndarray]], Transitions]
+# action_map(source, actions) -> actions in [-1, 1]: applied to a file's raw actions before they are validated,
+# e.g. a user environment's Box bounds mapped onto [-1, 1] (wsrl.tasks.user.ActionBounds).
+ActionMap = Callable[[str, np.ndarray], np.ndarray]
+
+
+def _actions(source: str, actions, action_map: ActionMap | None) -> np.ndarray:
+    return actions if action_map is None else action_map(source, np.asarray(actions))
 
 
 def _require(source: str, keys_present, keys) -> None:
@@ -60,7 +67,8 @@ def _d4rl_flags(f) -> dict[str, np.ndarray]:
     return {f"infos/{k}": np.asarray(v) for k, v in group.items() if getattr(v, "ndim", None) == 1}
 
 
-def load_d4rl_hdf5(path: str | Path, transform: Transform | None = None) -> Transitions:
+def load_d4rl_hdf5(path: str | Path, transform: Transform | None = None,
+                   action_map: ActionMap | None = None) -> Transitions:
     """A D4RL HDF5 file with `qlearning_dataset` semantics: next observation = the next row, the last row is
     dropped, rows with timeouts[i] = 1 are skipped (the transition before each is marked as a timeout so episodes
     still split there), done = terminals. If the file has `next_observations` they are used and every row is
@@ -86,7 +94,8 @@ def load_d4rl_hdf5(path: str | Path, transform: Transform | None = None) -> Tran
         keep, next_obs, cut = np.arange(n), raw["next_observations"], timeouts
     else:
         keep, next_obs, cut = _next_row_transitions(raw, timeouts)
-    data = Transitions.from_arrays(source, observations=raw["observations"][keep], actions=raw["actions"][keep],
+    data = Transitions.from_arrays(source, observations=raw["observations"][keep],
+                                   actions=_actions(source, raw["actions"][keep], action_map),
                                    rewards=raw["rewards"][keep], next_observations=next_obs,
                                    terminals=raw["terminals"][keep], timeouts=cut)
     if transform is None:
@@ -165,7 +174,8 @@ def _common_flags(per_episode: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([f[k] for f in per_episode]) for k in sorted(keys)}
 
 
-def load_minari(dataset_id_or_path: str | Path, transform: Transform | None = None) -> Transitions:
+def load_minari(dataset_id_or_path: str | Path, transform: Transform | None = None,
+                action_map: ActionMap | None = None) -> Transitions:
     """A Minari dataset by id (under $MINARI_DATASETS_PATH, default ~/.minari/datasets) or by its directory.
     Strictly offline: HF_HUB_OFFLINE=1 is set before minari is imported, and a missing dataset fails at once.
     With a `transform`, it gets the one-value-per-step episode infos (e.g. gymnasium-robotics' `success`)."""
@@ -186,7 +196,8 @@ def load_minari(dataset_id_or_path: str | Path, transform: Transform | None = No
         raise DataError(f"{source}: not a readable Minari dataset ({type(err).__name__}: {err})") from err
     if not episodes:
         raise DataError(f"{source}: the dataset has no episodes")
-    data = Transitions.from_arrays(source, **{k: np.concatenate([e[k] for e in episodes]) for k in FIELDS})
+    arrays = {k: np.concatenate([e[k] for e in episodes]) for k in FIELDS}
+    data = Transitions.from_arrays(source, **{**arrays, "actions": _actions(source, arrays["actions"], action_map)})
     return data if transform is None else transform(source, data, _common_flags(flags))
 
 
@@ -210,7 +221,8 @@ def _ogbench_rewards(source: str, rows: dict, reward_fn: Callable | None) -> tup
     return rewards, np.ones(len(rows["observations"]), np.float32) if masks is None else masks
 
 
-def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None) -> Transitions:
+def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None,
+                     action_map: ActionMap | None = None) -> Transitions:
     """An OGBench npz. There `terminals` marks the last step of each trajectory (an episode END, not a failure)
     and `masks` (optional) is 0 where the state is a true terminal (success in singletask data).
 
@@ -236,34 +248,38 @@ def load_ogbench_npz(path: str | Path, reward_fn: Callable | None = None) -> Tra
         rows = {**{k: v[keep] for k, v in arrays.items() if np.ndim(v)}, "next_observations": next_obs,
                 **{f"next_{k}": arrays[k][keep + 1] for k in OGBENCH_STATE_KEYS if k in arrays}}
     rewards, masks = _ogbench_rewards(source, rows, reward_fn)
-    return Transitions.from_arrays(source, observations=rows["observations"], actions=rows["actions"],
+    return Transitions.from_arrays(source, observations=rows["observations"],
+                                   actions=_actions(source, rows["actions"], action_map),
                                    rewards=rewards, next_observations=rows["next_observations"],
                                    terminals=1.0 - np.asarray(masks, np.float32), timeouts=cut)
 
 
-def load_npz(path: str | Path) -> Transitions:
+def load_npz(path: str | Path, action_map: ActionMap | None = None) -> Transitions:
     """A plain npz holding the Transitions field names (what `Transitions.save_npz` writes)."""
     arrays = read_npz(path)
     _require(str(path), arrays.keys(), FIELDS)
     _check_lengths(str(path), {k: v for k, v in arrays.items() if k in FIELDS + ("mc_returns",)})
+    arrays["actions"] = _actions(str(path), arrays["actions"], action_map)
     return Transitions.from_arrays(str(path), **arrays)
 
 
 def load_dataset(source: str | Path, reward_fn: Callable | None = None,
-                 transform: Transform | None = None) -> Transitions:
+                 transform: Transform | None = None, action_map: ActionMap | None = None) -> Transitions:
     """Dispatch on the source: .hdf5/.h5 -> D4RL; .npz -> OGBench if it has that layout, else plain; a directory
     or anything else without a suffix -> a Minari dataset (directory or id). `reward_fn` computes the rewards of
     an OGBench-layout npz (see `load_ogbench_npz`); the other formats store their rewards and do not use it.
     `transform(source, data, flags)` reshapes the loaded data with the file's per-step info flags (D4RL `infos/`,
-    Minari episode infos; npz files pass none), e.g. the Adroit binary tasks' rewards and trajectory cuts."""
+    Minari episode infos; npz files pass none), e.g. the Adroit binary tasks' rewards and trajectory cuts.
+    `action_map(source, actions)` maps the file's raw actions into [-1, 1] before they are validated."""
     path = Path(source).expanduser()
     if path.suffix in (".hdf5", ".h5"):
-        return load_d4rl_hdf5(path, transform)
+        return load_d4rl_hdf5(path, transform, action_map)
     if path.suffix == ".npz":
         keys = read_npz(path, keys_only=True)
-        data = load_ogbench_npz(path, reward_fn) if is_ogbench_layout(keys) else load_npz(path)
+        data = load_ogbench_npz(path, reward_fn, action_map) if is_ogbench_layout(keys) else \
+            load_npz(path, action_map)
         return data if transform is None else transform(str(path), data, {})
     if path.is_file():
         raise DataError(f"{source}: unknown dataset format {path.suffix!r}; expected .hdf5/.h5 (D4RL), .npz "
                         f"(OGBench or plain) or a Minari dataset directory or id")
-    return load_minari(source, transform)
+    return load_minari(source, transform, action_map)

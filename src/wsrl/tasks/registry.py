@@ -40,6 +40,10 @@ class Task:
     reward_fn: Callable | None = dataclasses.field(default=None, repr=False)  # rewards of OGBench npz files
     # transform(source, data, flags) of a loaded D4RL/Minari file with its per-step infos (loaders.Transform)
     dataset_transform: Callable | None = dataclasses.field(default=None, repr=False)
+    # action_map(source, actions) -> actions in [-1, 1] of a loaded file's raw actions (loaders.ActionMap): a user
+    # environment's Box bounds (tasks/user.py); registry tasks' datasets already hold [-1, 1] actions
+    action_map: Callable | None = dataclasses.field(default=None, repr=False)
+    user_env: bool = False  # built from --env (tasks/user.py): it has no default dataset path
 
     def make_env(self, seed: int):
         env = self.factory(self.max_episode_steps)

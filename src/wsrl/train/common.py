@@ -30,9 +30,12 @@ def load_training_data(task: Task, override: str | None, obs_dim: int, action_di
                        discount: float) -> Transitions:
     """The task's dataset with the family's reward transform applied and Monte-Carlo returns-to-go attached."""
     source = dataset_source(task, override)
+    if override is None and task.user_env:
+        raise DataError(f"environment {task.env_id!r} has no default dataset: pass --dataset FILE")
     if override is None and not Path(source).exists():
         raise DataError(f"task {task.name!r} has no dataset at {source}. {task.dataset_hint}")
-    data = load_dataset(source, reward_fn=task.reward_fn, transform=task.dataset_transform)
+    data = load_dataset(source, reward_fn=task.reward_fn, transform=task.dataset_transform,
+                        action_map=task.action_map)
     if data.obs_dim != obs_dim or data.act_dim != action_dim:
         raise DataError(f"{source}: observations/actions have sizes {data.obs_dim}/{data.act_dim} but the "
                         f"environment of task {task.name!r} has {obs_dim}/{action_dim}; this dataset belongs to "

@@ -18,7 +18,7 @@ from wsrl.config import (PRESETS, PretrainConfig, for_seed, learner_config_for_p
 from wsrl.data.transitions import TO_BATCH_FIELDS, Transitions
 from wsrl.io import checkpoint
 from wsrl.io.runlog import progress_bar
-from wsrl.tasks import get_task
+from wsrl.tasks import resolve_task
 from wsrl.train import common
 from wsrl.train.run import Run, RunDirError, resume_step
 
@@ -49,7 +49,7 @@ def pretrain_seeds(cfg: PretrainConfig) -> Pretrained:
 
 def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
     validate_pretrain(cfg)
-    task = get_task(cfg.task)
+    task = resolve_task(cfg)
     preset = PRESETS[task.preset]
     learner = learner_config_for_pretrain(cfg, preset)
     algorithm = pretrain_algorithm(cfg, preset)

@@ -23,13 +23,13 @@ import numpy as np
 
 from wsrl import agents
 from wsrl.config import (CHECKPOINT_ALGORITHM, PRESETS, ConfigError, FinetuneConfig, FinetunePlan, for_seed,
-                         resolve_finetune, run_seeds, seed_run_dir)
+                         resolve_finetune, run_seeds, seed_run_dir, task_flag)
 from wsrl.data import DataError
 from wsrl.data.replay import BATCH_KEYS, BatchMixer, ReplayBuffer
 from wsrl.errors import CheckpointError
 from wsrl.io import checkpoint
 from wsrl.io.runlog import progress_bar
-from wsrl.tasks import get_task
+from wsrl.tasks import resolve_task
 from wsrl.train import common
 from wsrl.train.diagnostics import diagnostics
 from wsrl.train.run import Run, RunDirError, resume_step
@@ -62,9 +62,9 @@ def check_pretrained(cfg: FinetuneConfig, plan: FinetunePlan, meta: dict, obs_di
     """The pre-trained agent (its checkpoint metadata) must come from this task and, for a method that continues
     it, from that method's algorithm."""
     source = cfg.checkpoint
-    if meta.get("task") not in (None, cfg.task):
-        raise ConfigError(f"checkpoint {source} was pre-trained on task {meta['task']!r}, not {cfg.task!r}; "
-                          f"pre-train on this task with `wsrl pretrain --task {cfg.task}`")
+    if meta.get("task") not in (None, cfg.task_label):
+        raise ConfigError(f"checkpoint {source} was pre-trained on task {meta['task']!r}, not "
+                          f"{cfg.task_label!r}; pre-train on this task with `wsrl pretrain {task_flag(cfg)}`")
     if plan.method.learner == "checkpoint" and meta.get("algorithm") not in (None, CHECKPOINT_ALGORITHM[cfg.method]):
         raise ConfigError(f"method {cfg.method!r} continues {CHECKPOINT_ALGORITHM[cfg.method]} training, but "
                           f"{source} was pre-trained with {meta['algorithm']}; pre-train with "
@@ -143,7 +143,7 @@ def finetune(cfg: FinetuneConfig, pretrained: dict | None = None) -> Path | list
 
 
 def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict) -> list[Path]:
-    task = get_task(cfg.task)
+    task = resolve_task(cfg)
     plan = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
     name = cfg.label or cfg.method
     members = [for_seed(cfg, seed, seed_run_dir(cfg, name, seed)) for seed in run_seeds(cfg)]
