@@ -129,8 +129,22 @@ def cmd_datagen(args) -> None:
     from wsrl.datagen import generate
     from wsrl.tasks import get_task
     from wsrl.datagen import minari_id
-    default = minari_id(args.task) if args.format == "minari" else get_task(args.task).dataset_path
-    out = args.out or default
+    env = None
+    if args.env is not None:
+        if args.task is not None:
+            raise C.ConfigError(f"pass either --task {args.task} or --env {args.env}, not both")
+        env = {"env": args.env, "family": args.family, "env_kwargs": args.env_kwargs, "env_module": args.env_module,
+               "max_episode_steps": args.max_episode_steps, "success_key": args.success_key}
+        out = args.out
+    elif args.task is None:
+        raise C.ConfigError("datagen needs --task T (a registry task) or --env ID (your own environment)")
+    else:
+        given = [f for f in ("family", "env_kwargs", "env_module", "max_episode_steps", "success_key")
+                 if getattr(args, f) not in (None, {})]
+        if given:
+            raise C.ConfigError(f"{', '.join('--' + f.replace('_', '-') for f in given)} go(es) with --env")
+        default = minari_id(args.task) if args.format == "minari" else get_task(args.task).dataset_path
+        out = args.out or default
     recipe_kw = {}
     if args.oracle is not None:
         if args.recipe != "oracle":
@@ -138,7 +152,7 @@ def cmd_datagen(args) -> None:
         recipe_kw["kind"] = args.oracle
     path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
                     fmt=args.format, progress=not args.quiet, checkpoint=args.checkpoint, overwrite=args.overwrite,
-                    **recipe_kw)
+                    env=env, **recipe_kw)
     print(f"dataset written: {path}")
 
 
@@ -185,7 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("datagen", help="generate a dataset locally (no download)")
-    p.add_argument("--task", required=True, help="task id (see `wsrl tasks`)")
+    p.add_argument("--task", default=None, help="task id (see `wsrl tasks`); or --env")
+    p.add_argument("--env", default=None, help="your own Gymnasium environment id instead of --task (recipes "
+                   "random and policy; docs/your-own-environment.md)")
+    p.add_argument("--family", default=None, help="with --env: the hyper-parameter preset (checked when given; "
+                   "it does not change the data)")
+    p.add_argument("--env-kwargs", dest="env_kwargs", type=parse_json_object, default={}, metavar="JSON",
+                   help="with --env: keyword arguments of gym.make, as a JSON object")
+    p.add_argument("--env-module", dest="env_module", default=None, help="with --env: a module imported before "
+                   "gym.make")
+    p.add_argument("--max-episode-steps", dest="max_episode_steps", type=int, default=None,
+                   help="with --env: the episode time limit (default: the environment spec's)")
+    p.add_argument("--success-key", dest="success_key", default=None, help="with --env: the info key that is "
+                   "true on success (stored as infos/success)")
     p.add_argument("--recipe", required=True,
                    help="maze-planner, random, policy (needs --checkpoint), oracle (OGBench manipulation), "
                         "navigate (OGBench point / ant mazes; ants need --checkpoint of an ant-xy-v0 agent)")
@@ -197,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", default=None, choices=("play", "noisy"),
                    help="with --recipe oracle: OGBench's plan oracle (play, the default) or Markov oracle with "
                         "action noise (noisy)")
-    p.add_argument("--out", default=None, help="output path (default: the task's dataset path); with --format "
-                   "minari, the dataset id (default: wsrl/<task>) under $MINARI_DATASETS_PATH")
+    p.add_argument("--out", default=None, help="output path (default: the task's dataset path, for --env "
+                   "<data dir>/<env id>.hdf5); with --format minari, the dataset id (default: wsrl/<task or env "
+                   "id>) under $MINARI_DATASETS_PATH")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset at the output path (without it, an existing one is refused "
                         "before anything is generated)")

@@ -138,13 +138,30 @@ class CommonConfig:
                                     default=None)
 
     def __post_init__(self):
-        if self.task is None and self.env is None:
+        # Neither --task nor --env: the environment a Minari --dataset records (wsrl.tasks.user.recover_env),
+        # else the default task.
+        if self.task is None and self.env is None and not names_minari_dataset(self.dataset):
             self.task = DEFAULT_TASK
 
     @property
     def task_label(self) -> str:
-        """The name runs of this config are filed under: the task id, or the (filesystem-safe) --env id."""
+        """The name runs of this config are filed under: the task id, or the (filesystem-safe) --env id (for a
+        Minari dataset's recorded environment not yet recovered, the dataset's name)."""
+        if self.env is None and self.task is None:
+            return safe_env_name(Path(str(self.dataset)).name)
         return safe_env_name(self.env) if self.env is not None else self.task
+
+
+NOT_MINARI_SUFFIXES = (".hdf5", ".h5", ".npz")
+
+
+def names_minari_dataset(dataset: str | None) -> bool:
+    """Whether `--dataset` names a Minari dataset (an id or a directory) rather than a file, as the loaders
+    dispatch (wsrl.data.loaders.load_dataset). Cheap: nothing is opened."""
+    if dataset is None or str(dataset).startswith("<in-memory"):  # (Transitions passed through the API)
+        return False
+    path = Path(dataset).expanduser()
+    return path.suffix not in NOT_MINARI_SUFFIXES and not path.is_file()
 
 
 def safe_env_name(env_id: str) -> str:
@@ -308,7 +325,15 @@ def task_flag(cfg: CommonConfig) -> str:
 
 
 def validate_task_options(cfg: CommonConfig) -> None:
-    """--task or --env (not both); --env needs --family; the user-environment options go with --env only."""
+    """--task or --env (not both), or a Minari --dataset whose environment is recovered; --env and a recovered
+    environment need --family; the user-environment options go with them only."""
+    if cfg.env is None and cfg.task is None:  # the environment is recovered from the Minari dataset
+        if cfg.family is None:
+            raise ConfigError(f"--dataset {cfg.dataset} (a Minari dataset, no --task or --env): its environment is "
+                              f"recovered from the dataset, and it needs --family, the hyper-parameter preset to "
+                              f"train with: one of {', '.join(PRESETS)} (docs/methods.md; it is never guessed)")
+        choose("family", cfg.family, tuple(PRESETS))
+        return
     if cfg.env is not None:
         if cfg.task is not None:
             raise ConfigError(f"pass either --task {cfg.task} (a registry task) or --env {cfg.env} (your own "

@@ -226,7 +226,22 @@ def check_minari_out(dataset_id: str, overwrite: bool = False) -> Path:
     return path
 
 
-def write_minari(dataset_id: str, arrays: dict, env, metadata: dict, overwrite: bool = False) -> Path:
+def _user_task(options: dict, recipe: str) -> Task:
+    from wsrl.tasks.user import user_task
+    if recipe not in USER_ENV_RECIPES:
+        raise ConfigError(f"recipe {recipe!r} needs a registry task; on your own environment (--env) use "
+                          f"{' or '.join(USER_ENV_RECIPES)}")
+    unknown = set(options) - {"env", "family", "env_kwargs", "env_module", "max_episode_steps", "success_key"}
+    if unknown:
+        raise ConfigError(f"unknown environment option(s) {sorted(unknown)}")
+    # the family (hyper-parameter preset) does not change generated data; it is only checked when given
+    return user_task(options["env"], family=options.get("family") or "locomotion",
+                     env_kwargs=options.get("env_kwargs"), env_module=options.get("env_module"),
+                     max_episode_steps=options.get("max_episode_steps"), success_key=options.get("success_key"))
+
+
+def write_minari(dataset_id: str, arrays: dict, env, metadata: dict, overwrite: bool = False,
+                 env_spec=None) -> Path:
     """Write with Minari's own writer under $MINARI_DATASETS_PATH; episodes carry T+1 observations. An existing
     dataset is moved aside (hidden, so Minari's listings skip it) until the new one is written."""
     import minari
@@ -245,7 +260,8 @@ def write_minari(dataset_id: str, arrays: dict, env, metadata: dict, overwrite: 
         path.rename(aside)
     try:
         dataset = minari.create_dataset_from_buffers(
-            dataset_id, episodes, observation_space=env.observation_space, action_space=env.action_space,
+            dataset_id, episodes, env=env_spec, observation_space=env.observation_space,
+            action_space=env.action_space,
             algorithm_name=metadata["generator"], ref_min_score=metadata["ref_random_return"],
             ref_max_score=metadata["ref_generator_return"], description=metadata["command"],
             code_permalink="wsrl " + metadata["git_commit"])
@@ -269,13 +285,37 @@ def write_replay(path: Path, buffer_state: dict, task: Task, metadata: dict) -> 
     return Path(path)
 
 
-def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int = 0, noise: float | None = None,
-             fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None,
-             checkpoint: str | Path | None = None, overwrite: bool = False, **recipe_kwargs) -> Path:
+USER_ENV_RECIPES = ("random", "policy")  # the recipes that work on any environment (--env)
+
+
+def user_env_words(options: dict) -> list:
+    """The command-line words of a user environment's options (`wsrl.config.CommonConfig` names)."""
+    words = ["--env", options["env"]]
+    for name in ("family", "env_kwargs", "env_module", "max_episode_steps", "success_key"):
+        value = options.get(name)
+        if value not in (None, {}):
+            words += ["--" + name.replace("_", "-"), json.dumps(value) if isinstance(value, dict) else value]
+    return words
+
+
+def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: int, seed: int = 0,
+             noise: float | None = None, fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None,
+             checkpoint: str | Path | None = None, overwrite: bool = False, env: dict | None = None,
+             **recipe_kwargs) -> Path:
     """Generate `steps` transitions of `task` with `recipe`, write them to `out` (a file path for hdf5, a dataset
-    id under $MINARI_DATASETS_PATH for minari); deterministic for a seed. The `policy` recipe rolls out the
-    policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`. An existing `out` is refused
-    unless `overwrite`; every check on `out` runs before anything is generated."""
+    id under $MINARI_DATASETS_PATH for minari; None: the default path / id); deterministic for a seed. The
+    `policy` recipe rolls out the policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`.
+    An existing `out` is refused unless `overwrite`; every check on `out` runs before anything is generated.
+
+    `env`, in place of `task`: your own environment as the options of `--env` (a dict with `env` and optionally
+    env_kwargs, env_module, max_episode_steps, success_key, family); recipes `random` and `policy`. Actions are
+    stored in the environment's own units (what `--env` training reads), and a Minari dataset records the
+    environment's spec, so that `--dataset` alone recovers it."""
+    if (task is None) == (env is None):
+        raise ConfigError("pass either --task T or --env ID to generate data for")
+    spec = get_task(task) if env is None else _user_task(env, recipe)
+    if out is None:
+        out = minari_id(spec.name) if fmt == "minari" else spec.dataset_path
     if fmt not in ("hdf5", "minari"):
         raise ConfigError(f"unknown format {fmt!r}; choose hdf5 or minari")
     if steps <= 0:
@@ -289,8 +329,7 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         check_minari_out(str(out), overwrite)
     else:
         check_hdf5_out(Path(out), overwrite)
-    spec = get_task(task)
-    env = spec.make_env(seed)
+    user_options, env = env, spec.make_env(seed)
     if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
         policy_fn = checkpoint_policy(checkpoint, env.observation_space.shape[0], env.action_space.shape[0])
     if recipe == "oracle":
@@ -309,18 +348,25 @@ def generate(recipe: str, task: str, out: str | Path, *, steps: int, seed: int =
         arrays = rollout(env, policy, steps, seed, progress)
     gen_return, gen_success = episode_stats(arrays)
     random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
-    words = ["wsrl", "datagen", "--task", task, "--recipe", recipe, "--steps", steps, "--seed", seed]
+    if user_options is not None:  # the environment's own units, as a user environment's dataset is read
+        arrays["actions"] = spec.action_map.to_env(arrays["actions"])
+    where = ["--task", task] if user_options is None else user_env_words(user_options)
+    words = ["wsrl", "datagen", *where, "--recipe", recipe, "--steps", steps, "--seed", seed]
     words += ["--noise", noise] if noise is not None else []
     words += ["--oracle", recipe_kwargs.get("kind", "play")] if recipe == "oracle" else []
     words += ["--checkpoint", Path(checkpoint).resolve()] if checkpoint is not None else []
     command = shlex.join(map(str, words))  # quoted: a path with spaces survives a copy into a shell
-    metadata = {"generator": f"wsrl.datagen/{recipe}", "task": task, "seed": seed, "steps": steps,
+    metadata = {"generator": f"wsrl.datagen/{recipe}", "task": spec.name, "seed": seed, "steps": steps,
                 "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],
                 "ref_generator_return": gen_return, "ref_generator_success": gen_success,
                 "recipe_kwargs": recipe_kwargs}
     if fmt == "minari":
-        return write_minari(str(out), arrays, env, metadata, overwrite)
+        if user_options is not None:  # the raw environment: its spaces and spec, so the dataset recovers it
+            from wsrl.tasks.user import make_raw_env
+            env = make_raw_env(spec.env_id, user_options.get("env_kwargs") or {}, user_options.get("env_module"),
+                               spec.max_episode_steps)
+        return write_minari(str(out), arrays, env, metadata, overwrite, env_spec=env.spec if user_options else None)
     out = Path(out)
     write_hdf5(out, arrays, metadata, overwrite)
     return out

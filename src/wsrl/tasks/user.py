@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import json
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -29,15 +31,86 @@ SUPPORTED = ("flat Box observations (shape (d,)) and Box actions with finite bou
 BOUND_TOLERANCE = 1e-3
 
 
-def resolve_task(cfg) -> Task:
-    """The Task of a run config: the registry task `cfg.task`, or the user environment `cfg.env`."""
+def resolve_task(cfg, env_factory: Callable[[], gym.Env] | None = None) -> Task:
+    """The Task of a run config: the registry task `cfg.task`, the user environment `cfg.env` (made by
+    `env_factory` when given, the Python API's environment object), or the environment a Minari `cfg.dataset`
+    records (`recover_env`)."""
     from wsrl.config import validate_task_options
+    cfg = recover_env(cfg)
     validate_task_options(cfg)
     if cfg.env is None:
         return get_task(cfg.task)
     return user_task(cfg.env, family=cfg.family, env_kwargs=cfg.env_kwargs, env_module=cfg.env_module,
                      max_episode_steps=cfg.max_episode_steps, reward_scale=cfg.reward_scale,
-                     reward_bias=cfg.reward_bias, sparse_reward=cfg.sparse_reward, success_key=cfg.success_key)
+                     reward_bias=cfg.reward_bias, sparse_reward=cfg.sparse_reward, success_key=cfg.success_key,
+                     env_factory=env_factory)
+
+
+# ---- the environment of a Minari dataset -------------------------------------------------------------------
+
+def recovers_env(cfg) -> bool:
+    """A config naming neither --task nor --env whose --dataset is a Minari dataset: its environment comes from
+    the dataset's recorded env spec."""
+    from wsrl.config import names_minari_dataset
+    return cfg.task is None and cfg.env is None and names_minari_dataset(cfg.dataset)
+
+
+def minari_env_spec(dataset: str):
+    """(env spec, observation space, action space) that the Minari dataset records, read offline."""
+    import os
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from wsrl.data.loaders import minari_data_dir
+    data_dir = minari_data_dir(dataset)  # a DataError saying where it looked if it is not there
+    from minari.dataset.minari_dataset import MinariDataset
+    try:
+        data = MinariDataset(str(data_dir))
+        return data.env_spec, data.observation_space, data.action_space
+    except (OSError, KeyError, ValueError, AssertionError) as err:
+        raise DataError(f"--dataset {dataset}: cannot read the Minari dataset's metadata in {data_dir} "
+                        f"({type(err).__name__}: {err})") from err
+
+
+def recover_env(cfg):
+    """`cfg` with env, env_kwargs and max_episode_steps filled from the Minari dataset's env spec when it names
+    neither --task nor --env (`recovers_env`); options given explicitly (--env-kwargs, --max-episode-steps) win.
+    The environment is made once to check that its spaces are the dataset's. Other configs are returned as
+    they are."""
+    if not recovers_env(cfg):
+        return cfg
+    dataset = cfg.dataset
+    fix = "pass --env ID (and --env-kwargs) for the environment the data was collected on"
+    from wsrl.config import validate_task_options
+    validate_task_options(cfg)  # --family
+    spec, obs_space, act_space = minari_env_spec(dataset)
+    if spec is None:
+        raise ConfigError(f"--dataset {dataset}: the Minari dataset records no environment (its env_spec is "
+                          f"empty), so it cannot be recovered; {fix}, or pass --task T for a registry task")
+    if spec.additional_wrappers:
+        names = ", ".join(w.name for w in spec.additional_wrappers)
+        raise ConfigError(f"--dataset {dataset}: the recorded environment {spec.id} was wrapped ({names}); wsrl "
+                          f"makes it with gym.make(id, **kwargs) and cannot add those wrappers: register a "
+                          f"wrapped version and {fix}")
+    env_kwargs = {**_jsonable(spec.kwargs or {}), **cfg.env_kwargs}
+    max_steps = cfg.max_episode_steps or spec.max_episode_steps
+    try:
+        probe = make_raw_env(spec.id, env_kwargs, cfg.env_module)
+    except ConfigError as err:
+        raise ConfigError(f"--dataset {dataset}: cannot make the environment the dataset records ({err}); "
+                          f"{fix}, or --env-module if a package registers it") from err
+    try:
+        for what, ours, theirs in (("observation", probe.observation_space, obs_space),
+                                   ("action", probe.action_space, act_space)):
+            if ours != theirs:
+                raise DataError(f"--dataset {dataset}: the recovered environment {spec.id} has {what} space "
+                                f"{ours} but the dataset's is {theirs}; {fix}")
+    finally:
+        probe.close()
+    return dataclasses.replace(cfg, env=spec.id, env_kwargs=env_kwargs, max_episode_steps=max_steps)
+
+
+def _jsonable(kwargs: dict) -> dict:
+    """Keyword arguments as config.json can hold them (anything else as its repr)."""
+    return json.loads(json.dumps(dict(kwargs), default=repr))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +137,13 @@ class ActionBounds:
                             f"{actions[row, col]:.6g}). Store the actions the environment was stepped with, in its "
                             f"own units (wsrl rescales them to [-1, 1] itself), or clip them to the bounds")
         return (2.0 * (np.clip(actions, low, high) - low) / (high - low) - 1.0).astype(np.float32)
+
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """The learner's [-1, 1] actions in the environment's own units (what a dataset stores)."""
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        unit = np.clip(np.asarray(actions, np.float64), -1.0, 1.0)
+        return (low + (unit + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
 
 def _show(values: np.ndarray) -> str:
@@ -110,11 +190,24 @@ def check_spaces(env_id: str, env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def call_env_factory(env_factory: Callable[[], gym.Env], max_episode_steps: int | None = None) -> gym.Env:
+    """The environment an API user's factory makes, with the time limit `max_episode_steps` (a TimeLimit is
+    added unless the env's spec already has this one)."""
+    env = env_factory()
+    if not isinstance(env, gym.Env):
+        raise ConfigError(f"env={env_factory!r} returned {type(env).__name__}, not a gymnasium.Env; pass a "
+                          f"function taking no arguments that makes the environment (or a Gymnasium id)")
+    if max_episode_steps is not None and (env.spec is None or env.spec.max_episode_steps != max_episode_steps):
+        env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    return env
+
+
 def user_env(env_id: str, env_kwargs: dict, env_module: str | None, success_key: str | None,
-             max_episode_steps: int) -> gym.Env:
+             max_episode_steps: int, env_factory: Callable[[], gym.Env] | None = None) -> gym.Env:
     """The environment as training sees it: time limit, actions in [-1, 1] rescaled to the env's bounds, flat
     float32 observations, the raw reward, info["success"] from info[success_key]."""
-    env = make_raw_env(env_id, env_kwargs, env_module, max_episode_steps)
+    env = make_raw_env(env_id, env_kwargs, env_module, max_episode_steps) if env_factory is None else \
+        call_env_factory(env_factory, max_episode_steps)
     low, high = check_spaces(env_id, env)
     if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
         env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
@@ -124,25 +217,28 @@ def user_env(env_id: str, env_kwargs: dict, env_module: str | None, success_key:
 
 def user_task(env_id: str, family: str, env_kwargs: dict | None = None, env_module: str | None = None,
               max_episode_steps: int | None = None, reward_scale: float = 1.0, reward_bias: float = 0.0,
-              sparse_reward: float | None = None, success_key: str | None = None) -> Task:
-    """A Task for a Gymnasium environment; the environment is made once here to check its spaces and horizon."""
+              sparse_reward: float | None = None, success_key: str | None = None,
+              env_factory: Callable[[], gym.Env] | None = None) -> Task:
+    """A Task for a Gymnasium environment (made by `env_factory()` if given, else by gym.make(env_id, ...));
+    the environment is made once here to check its spaces and horizon."""
     from wsrl.config import PRESETS, choose, safe_env_name
     choose("family", family, tuple(PRESETS))
     env_kwargs = dict(env_kwargs or {})
-    probe = make_raw_env(env_id, env_kwargs, env_module)
+    probe = make_raw_env(env_id, env_kwargs, env_module) if env_factory is None else call_env_factory(env_factory)
     try:
         low, high = check_spaces(env_id, probe)
         horizon = max_episode_steps or (probe.spec.max_episode_steps if probe.spec else None)
     finally:
         probe.close()
     if not horizon:
-        raise ConfigError(f"--env {env_id} has no time limit in its spec: pass --max-episode-steps N")
+        raise ConfigError(f"--env {env_id} has no time limit in its spec: pass --max-episode-steps N "
+                          f"(max_episode_steps=N in the config)")
     if success_key is not None:
         metric, ref_min, ref_max = "success", 0.0, 1.0
     else:  # the score is the mean (raw) episode return: 100 * (mean - 0) / (100 - 0)
         metric, ref_min, ref_max = "return", 0.0, 100.0
     return Task(name=safe_env_name(env_id), family=family, env_id=env_id,
-                factory=functools.partial(_factory, env_id, env_kwargs, env_module, success_key),
+                factory=functools.partial(_factory, env_id, env_kwargs, env_module, success_key, env_factory),
                 max_episode_steps=int(horizon), reward_transform=RewardTransform(reward_scale, reward_bias),
                 sparse_negative_reward=sparse_reward, metric=metric, ref_min_return=ref_min,
                 ref_max_return=ref_max, preset=family, datagen_recipe=None,
@@ -151,5 +247,5 @@ def user_task(env_id: str, family: str, env_kwargs: dict | None = None, env_modu
 
 
 def _factory(env_id: str, env_kwargs: dict, env_module: str | None, success_key: str | None,
-             max_steps: int) -> gym.Env:
-    return user_env(env_id, env_kwargs, env_module, success_key, max_steps)
+             env_factory: Callable[[], gym.Env] | None, max_steps: int) -> gym.Env:
+    return user_env(env_id, env_kwargs, env_module, success_key, max_steps, env_factory)

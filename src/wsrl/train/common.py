@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -26,16 +27,113 @@ def dataset_source(task: Task, override: str | None) -> str | Path:
     return override if override is not None else task.dataset_path
 
 
-def load_training_data(task: Task, override: str | None, obs_dim: int, action_dim: int,
-                       discount: float) -> Transitions:
-    """The task's dataset with the family's reward transform applied and Monte-Carlo returns-to-go attached."""
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the Python API passes as objects instead of names: a function making the environment and the offline
+    data in memory (`wsrl.api`). `record`: what config.json notes of them."""
+
+    env_factory: Callable | None = None
+    data: Transitions | None = None
+    record: dict = dataclasses.field(default_factory=dict)
+
+
+IN_MEMORY = "<in-memory Transitions sha256:{}>"  # the `dataset` a run given a Transitions object records
+
+
+def with_inputs(cfg, env=None, data: Transitions | None = None, inputs: Inputs | None = None):
+    """(the config as the run records it, Inputs). `env`: a Gymnasium id (the same as `env=` in the config) or
+    a function of no arguments returning the environment; its spec's id, kwargs and time limit (if it has a spec)
+    become the config's `env`, `env_kwargs` and `max_episode_steps` (as config.json records them). `data`: Transitions (actions in [-1, 1]) used instead of a dataset file;
+    the config's `dataset` names it with the sha256 of its arrays. A Minari `dataset` with neither task nor env
+    gets the environment the dataset records (wsrl.tasks.user.recover_env)."""
+    from wsrl.errors import ConfigError
+    from wsrl.tasks.user import call_env_factory, recover_env
+    from wsrl.config import DEFAULT_TASK
+    if inputs is not None:
+        env, data = inputs.env_factory or env, inputs.data if inputs.data is not None else data
+    record = {}
+    if env is not None:
+        if cfg.task not in (None, DEFAULT_TASK):
+            raise ConfigError(f"pass either task={cfg.task!r} or env=..., not both")
+        if isinstance(env, str):
+            if cfg.env not in (None, env):
+                raise ConfigError(f"env={env!r} given and the config's env is {cfg.env!r}; pass one")
+            cfg, env = dataclasses.replace(cfg, task=None, env=env), None
+        elif callable(env):
+            probe = call_env_factory(env)
+            spec = probe.spec
+            probe.close()
+            env_id = spec.id if spec is not None else type(probe.unwrapped).__name__
+            kwargs = json.loads(json.dumps(dict(spec.kwargs or {}), default=repr)) if spec is not None else {}
+            if cfg.env not in (None, env_id) or cfg.env_kwargs not in ({}, kwargs) or cfg.env_module:
+                raise ConfigError(f"env={env!r} makes the environment; drop the config's env / env_kwargs / "
+                                  f"env_module (the factory's spec gives {env_id!r} {kwargs})")
+            steps = cfg.max_episode_steps or (spec.max_episode_steps if spec is not None else None)
+            cfg = dataclasses.replace(cfg, task=None, env=env_id, env_kwargs=kwargs, max_episode_steps=steps)
+            record["env_factory"] = f"{getattr(env, '__module__', '?')}.{getattr(env, '__qualname__', repr(env))}"
+        else:
+            raise ConfigError(f"env must be a Gymnasium id or a function returning a gymnasium.Env, got "
+                              f"{type(env).__name__}")
+    if data is not None:
+        if not isinstance(data, Transitions):
+            raise ConfigError(f"data must be a wsrl.data.Transitions, got {type(data).__name__}; pass a dataset "
+                              f"file as dataset=PATH in the config")
+        data.validate("the Transitions object passed as data")
+        label = IN_MEMORY.format(transitions_sha256(data))
+        if cfg.dataset not in (None, label):
+            raise ConfigError(f"data=Transitions given and the config's dataset is {cfg.dataset!r}; pass one")
+        cfg = dataclasses.replace(cfg, dataset=label)
+    return recover_env(cfg), Inputs(env if callable(env) else None, data, record)
+
+
+def transitions_sha256(data: Transitions) -> str:
+    """The sha256 of a Transitions' arrays (each field's name, dtype, shape and bytes, in field order)."""
+    digest = hashlib.sha256()
+    for name, array in data.arrays().items():
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_record(task: Task, override: str | None, given: Transitions | None) -> dict:
+    """What config.json notes of the offline data: the sha256 of the Transitions object's arrays, or the file
+    read (a Minari dataset's main_data.hdf5) and its sha256."""
+    if given is not None:
+        return {"dataset_sha256": transitions_sha256(given)}
+    from wsrl.config import names_minari_dataset
+    from wsrl.data.loaders import MINARI_FILE, minari_data_dir
     source = dataset_source(task, override)
-    if override is None and task.user_env:
+    try:
+        path = minari_data_dir(source) / MINARI_FILE if names_minari_dataset(str(source)) else \
+            Path(source).expanduser()
+        return {"dataset_file": str(path.resolve()), "dataset_sha256": file_sha256(path)}
+    except (DataError, OSError):
+        return {}
+
+
+def load_training_data(task: Task, override: str | None, obs_dim: int, action_dim: int,
+                       discount: float, given: Transitions | None = None) -> Transitions:
+    """The task's dataset (or `given`, Transitions passed through the API) with the family's reward transform
+    applied and Monte-Carlo returns-to-go attached."""
+    source = dataset_source(task, override)
+    if given is not None:
+        data = given.validate(source)
+    elif override is None and task.user_env:
         raise DataError(f"environment {task.env_id!r} has no default dataset: pass --dataset FILE")
-    if override is None and not Path(source).exists():
+    elif override is None and not Path(source).exists():
         raise DataError(f"task {task.name!r} has no dataset at {source}. {task.dataset_hint}")
-    data = load_dataset(source, reward_fn=task.reward_fn, transform=task.dataset_transform,
-                        action_map=task.action_map)
+    else:
+        data = load_dataset(source, reward_fn=task.reward_fn, transform=task.dataset_transform,
+                            action_map=task.action_map)
     if data.obs_dim != obs_dim or data.act_dim != action_dim:
         raise DataError(f"{source}: observations/actions have sizes {data.obs_dim}/{data.act_dim} but the "
                         f"environment of task {task.name!r} has {obs_dim}/{action_dim}; this dataset belongs to "

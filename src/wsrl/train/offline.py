@@ -35,21 +35,23 @@ class Pretrained:
     agents: dict[int, tuple]  # seed -> (agent, checkpoint metadata)
 
 
-def pretrain(cfg: PretrainConfig) -> Path | list[Path]:
+def pretrain(cfg: PretrainConfig, env=None, data: Transitions | None = None) -> Path | list[Path]:
     """Run (or resume) offline pre-training; returns the run directory (checkpoint in `<run>/checkpoint`), or
-    with `cfg.seeds` one per seed."""
-    dirs = list(pretrain_seeds(cfg).run_dirs.values())
+    with `cfg.seeds` one per seed. `env` (a Gymnasium id or a function making the environment) and `data`
+    (Transitions) are objects in place of names (`common.with_inputs`)."""
+    dirs = list(pretrain_seeds(cfg, env, data).run_dirs.values())
     return dirs if cfg.seeds is not None else dirs[0]
 
 
-def pretrain_seeds(cfg: PretrainConfig) -> Pretrained:
+def pretrain_seeds(cfg: PretrainConfig, env=None, data: Transitions | None = None,
+                   inputs: common.Inputs | None = None) -> Pretrained:
     with contextlib.ExitStack() as stack:
-        return _pretrain(cfg, stack)
+        return _pretrain(*common.with_inputs(cfg, env, data, inputs), stack)
 
 
-def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
+def _pretrain(cfg: PretrainConfig, inputs: common.Inputs, stack: contextlib.ExitStack) -> Pretrained:
     validate_pretrain(cfg)
-    task = resolve_task(cfg)
+    task = resolve_task(cfg, inputs.env_factory)
     preset = PRESETS[task.preset]
     learner = learner_config_for_pretrain(cfg, preset)
     algorithm = pretrain_algorithm(cfg, preset)
@@ -58,12 +60,13 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
     members = [for_seed(cfg, seed, seed_run_dir(cfg, algorithm, seed)) for seed in seeds]
     runs = [Run(Path(m.run_dir), cfg.resume, common.run_record(
         "pretrain", m, task, method=algorithm, algorithm=algorithm, steps=steps, learner=to_jsonable(learner),
-        pretrain_run=None, pretrain_steps=steps)) for m in members]
+        pretrain_run=None, pretrain_steps=steps, **inputs.record)) for m in members]
     start = resume_step(runs)
     eval_envs = [common.eval_envs(task, seed, cfg.eval_episodes) for seed in seeds]
     obs_dim, action_dim = common.env_dims(eval_envs[0][0])
-    data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount)
+    data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount, inputs.data)
 
+    data_record = {} if start else common.dataset_record(task, cfg.dataset, inputs.data)
     for run in runs:
         run.open(stack, start)
     if start:
@@ -72,7 +75,7 @@ def _pretrain(cfg: PretrainConfig, stack: contextlib.ExitStack) -> Pretrained:
         keys = jnp.stack([read_sample_key(s) for s in snapshots])
     else:
         for run in runs:
-            run.write_config({"dataset_size": len(data)})
+            run.write_config({"dataset_size": len(data), **data_record})
         stacked = agents.seeds.stack([agents.create(learner, obs_dim, action_dim, seed) for seed in seeds])
         keys = first_sample_keys(seeds)
     dataset = device_dataset(data)

@@ -117,14 +117,16 @@ def fill_from_dataset(buffer: ReplayBuffer, data, count: int, rng: np.random.Gen
     buffer.episode_start = buffer.cursor  # these rows already carry their returns
 
 
-def load_offline_data(cfg: FinetuneConfig, plan: FinetunePlan, task, obs_dim: int, action_dim: int, fresh: bool):
-    """The dataset when fine-tuning reads it, or (fresh runs) for the held-out diagnostics sample only."""
+def load_offline_data(cfg: FinetuneConfig, plan: FinetunePlan, task, obs_dim: int, action_dim: int, fresh: bool,
+                      given=None):
+    """The dataset (`given`: Transitions passed through the API) when fine-tuning reads it, or (fresh runs) for
+    the held-out diagnostics sample only."""
     if plan.uses_dataset:
-        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount)
+        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount, given)
     if cfg.diagnostic_samples == 0 or not fresh:
         return None
     try:
-        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount)
+        return common.load_training_data(task, cfg.dataset, obs_dim, action_dim, cfg.discount, given)
     except (DataError, FileNotFoundError) as err:
         if cfg.dataset is not None:  # a dataset the user named must load, even for diagnostics only
             raise
@@ -134,23 +136,28 @@ def load_offline_data(cfg: FinetuneConfig, plan: FinetunePlan, task, obs_dim: in
 
 # ---- the loop ------------------------------------------------------------------------------------------------
 
-def finetune(cfg: FinetuneConfig, pretrained: dict | None = None) -> Path | list[Path]:
+def finetune(cfg: FinetuneConfig, pretrained: dict | None = None, env=None, data=None,
+             inputs: common.Inputs | None = None) -> Path | list[Path]:
     """Run (or resume) fine-tuning; returns the run directory, or with `cfg.seeds` one per seed.
-    `pretrained`: {seed: (agent, checkpoint metadata)} already in memory (from `wsrl.api.run`)."""
+    `pretrained`: {seed: (agent, checkpoint metadata)} already in memory (from `wsrl.api.run`). `env` (a
+    Gymnasium id or a function making the environment) and `data` (Transitions) are objects in place of names
+    (`common.with_inputs`)."""
+    cfg, inputs = common.with_inputs(cfg, env, data, inputs)
     with contextlib.ExitStack() as stack:
-        dirs = _finetune(cfg, stack, pretrained or {})
+        dirs = _finetune(cfg, stack, pretrained or {}, inputs)
     return dirs if cfg.seeds is not None else dirs[0]
 
 
-def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict) -> list[Path]:
-    task = resolve_task(cfg)
+def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict,
+              inputs: common.Inputs) -> list[Path]:
+    task = resolve_task(cfg, inputs.env_factory)
     plan = resolve_finetune(cfg, PRESETS[task.preset], task.max_episode_steps)
     name = cfg.label or cfg.method
     members = [for_seed(cfg, seed, seed_run_dir(cfg, name, seed)) for seed in run_seeds(cfg)]
     runs = [Run(Path(m.run_dir), cfg.resume, common.run_record(
         "finetune", m, task, method=name, base_method=cfg.method,
         algorithm="sac" if plan.method.learner == "sac" else cfg.method,
-        resolved=dataclasses.replace(plan, config=None)))
+        resolved=dataclasses.replace(plan, config=None), **inputs.record))
         for m in members]
     start = resume_step(runs)
     lanes_env = [(task.make_env(m.seed), common.eval_envs(task, m.seed, cfg.eval_episodes)) for m in members]
@@ -159,7 +166,8 @@ def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict
     # Everything that can fail on bad input happens before any run directory is touched.
     built = [build_agents(m, plan, obs_dim, action_dim, pretrained.get(m.seed)) for m in members] if not start \
         else None
-    data = load_offline_data(cfg, plan, task, obs_dim, action_dim, fresh=not start)
+    data = load_offline_data(cfg, plan, task, obs_dim, action_dim, fresh=not start, given=inputs.data)
+    data_record = common.dataset_record(task, cfg.dataset, inputs.data) if data is not None and not start else {}
     lanes = []
     for m, run, (env, eval_envs) in zip(members, runs, lanes_env):
         held_out = common.held_out_sample(data, cfg.diagnostic_samples, m.seed) if data is not None else None
@@ -180,7 +188,7 @@ def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict
     else:
         for lane, (agent, pre_agent, meta) in zip(lanes, built):
             lane.run.write_config({"pretrain_run": meta.get("pretrain_run"),
-                                   "pretrain_steps": meta.get("pretrain_steps")})
+                                   "pretrain_steps": meta.get("pretrain_steps"), **data_record})
             lane.run.save_start_agent("pre_agent", pre_agent, obs_dim)
             lane.run.save_start_arrays("held_out", lane.held_out)
         learner = agents.seeds.stack([b[0] for b in built])
