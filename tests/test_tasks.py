@@ -26,6 +26,7 @@ def test_misspelt_task_gets_suggestions():
 
 @pytest.mark.parametrize("name, obs_dim, act_dim", [
     ("pointmaze-umaze-v0", 6, 2),
+    ("pointmaze-umaze-repeat4-v0", 6, 2),
     ("pointmaze-medium-navigate-singletask-task1-v0", 2, 2),
     ("antmaze-medium-play-v2", 29, 8),
     ("hopper-medium-v2", 11, 3),
@@ -57,6 +58,33 @@ def test_pointmaze_umaze_rewards_only_at_the_goal_and_terminates_there():
     assert reward == 1.0 and terminated and info["success"]
     assert task.reward_transform(np.array([0.0, 1.0])).tolist() == [-5.0, 5.0]
     assert task.max_episode_steps == 300 and task.sparse_negative_reward == -5.0
+
+
+def test_repeated_maze_holds_each_action_for_four_simulation_steps():
+    """One decision of pointmaze-umaze-repeat4-v0 equals four steps of pointmaze-umaze-v0 with that action; 75
+    decisions are the 300-step time limit; reaching the goal inside a decision pays 1 and ends the episode."""
+    repeated, base = get_task("pointmaze-umaze-repeat4-v0").make_env(3), get_task("pointmaze-umaze-v0").make_env(3)
+    obs, _ = repeated.reset(seed=3)
+    ref_obs, _ = base.reset(seed=3)
+    assert np.array_equal(obs, ref_obs)
+    rng = np.random.default_rng(0)
+    for decision in range(75):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        obs, reward, terminated, truncated, _ = repeated.step(action)
+        ref_reward = 0.0
+        for _ in range(4):
+            ref_obs, r, ref_terminated, ref_truncated, _ = base.step(action)
+            ref_reward += r
+        assert np.array_equal(obs, ref_obs) and reward == ref_reward
+        assert (terminated, truncated) == (ref_terminated, ref_truncated) == (False, decision == 74)
+    env = get_task("pointmaze-umaze-repeat4-v0").make_env(0)
+    obs, _ = env.reset(seed=0)
+    point = env.unwrapped.point_env
+    qpos = point.data.qpos.copy()
+    qpos[:2] = obs[4:6]
+    point.set_state(qpos, np.zeros_like(point.data.qvel))
+    _, reward, terminated, _, info = env.step(np.zeros(2, np.float32))
+    assert reward == 1.0 and terminated and info["success"]
 
 
 def test_normalized_scores():

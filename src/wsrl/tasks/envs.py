@@ -61,6 +61,30 @@ def pointmaze_umaze(max_steps: int) -> gym.Env:
                    ("observation", "desired_goal"))
 
 
+class ActionRepeat(gym.Wrapper):
+    """Each action held for `repeat` simulation steps (stopping at the episode's end): one decision per `repeat`
+    steps, the rewards summed, success if any of the steps succeeded."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total, success = 0.0, False
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            success = success or bool(info.get("success", False))
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, {**info, "success": success}
+
+
+def repeated(factory: Callable, repeat: int, max_steps: int) -> gym.Env:
+    """`factory`'s environment with each action held for `repeat` steps; `max_steps` counts decisions."""
+    return ActionRepeat(factory(max_steps * repeat), repeat)
+
+
 def ogbench_singletask(env_id: str, max_steps: int, reward_offset: float = 0.0) -> gym.Env:
     """OGBench singletask envs reward -1 per step (or -(unsatisfied sub-goals)) and 0 on success."""
     import ogbench
