@@ -244,3 +244,26 @@ def test_datagen_on_your_own_environment_refuses_task_recipes(capsys):
     assert "needs a registry task" in capsys.readouterr().err
     assert cli.main(["datagen", "--recipe", "random", "--steps", "10"]) == 2
     assert "needs --task T" in capsys.readouterr().err
+
+
+def test_a_gymnasium_robotics_environment_end_to_end(tmp_path):
+    """AdroitHandDoor-v1 (not a registry id: registered by gymnasium_robotics, imported with --env-module; 39-d
+    observations, 28 actions): a random dataset from `datagen --env`, then pre-training and WSRL fine-tuning."""
+    env_opts = ["--env", "AdroitHandDoor-v1", "--env-module", "gymnasium_robotics", "--family", "adroit",
+                "--max-episode-steps", "20"]
+    data, pre_dir, ft_dir = tmp_path / "door.hdf5", tmp_path / "pre", tmp_path / "ft"
+    assert cli.main(["datagen", *env_opts, "--recipe", "random", "--steps", "100", "--out", str(data),
+                     "--quiet"]) == 0
+    with h5py.File(data, "r") as f:
+        assert f["observations"].shape == (100, 39) and f["actions"].shape == (100, 28)
+    small = ["--num-critics", "2", *TINY]
+    assert cli.main(["pretrain", *env_opts, "--dataset", str(data), "--algorithm", "cal-ql", "--steps", "10",
+                     "--eval-interval", "10", "--run-dir", str(pre_dir), *small]) == 0
+    assert cli.main(["finetune", *env_opts, "--method", "wsrl", "--checkpoint", str(pre_dir / "checkpoint"),
+                     "--steps", "30", "--warmup-steps", "10", "--update-after", "10", "--utd", "1",
+                     "--eval-interval", "30", "--diagnostic-samples", "0", "--run-dir", str(ft_dir), *small]) == 0
+    for run, last_step in ((pre_dir, 10), (ft_dir, 30)):
+        assert metrics(run)[-1]["step"] == last_step
+        config = json.loads((run / "config.json").read_text())
+        assert (config["env"], config["env_module"], config["family"]) == ("AdroitHandDoor-v1", "gymnasium_robotics",
+                                                                           "adroit")
