@@ -28,9 +28,10 @@ SIZES = {
 }
 
 
-def finetune_command(run_dir: str, seeds: list[int], size: str, steps: int) -> list[str]:
+def finetune_command(run_dir: str, seeds: list[int], size: str, steps: int,
+                     task: str = "pointmaze-umaze-v0") -> list[str]:
     seed_flag = ["--seeds", ",".join(map(str, seeds))] if len(seeds) > 1 else ["--seed", str(seeds[0])]
-    return [sys.executable, "-m", "wsrl.cli", "finetune", "--task", "pointmaze-umaze-v0", "--method", "sac-fast",
+    return [sys.executable, "-m", "wsrl.cli", "finetune", "--task", task, "--method", "sac-fast",
             "--steps", str(steps), "--warmup-steps", str(steps // 3), "--eval-interval", str(steps),
             "--eval-episodes", "5", "--diagnostic-samples", "0", "--save-interval", str(10 * steps),
             "--progress", "false", "--run-dir", run_dir, *seed_flag, *SIZES[size]]

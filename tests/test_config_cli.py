@@ -201,3 +201,19 @@ def test_last_hidden_layer_init_scale_is_the_familys_unless_given():
     assert resolve(method="sac-fast", final_init_scale=1.5).learner.final_init_scale == 1.5
     with pytest.raises(C.ConfigError, match="final_init_scale=0.0 must be > 0"):
         resolve(method="sac-fast", final_init_scale=0.0)
+
+
+def test_cli_trains_a_group_of_seeds_and_names_each_run(tmp_path, maze_dataset, capsys):
+    """`--seeds` on the command line: pre-training and fine-tuning finish and print every seed's run directory."""
+    tiny = ["--critic-hidden-dims", "8,8", "--actor-hidden-dims", "8,8", "--num-critics", "2", "--batch-size", "16",
+            "--eval-episodes", "1", "--progress", "false", "--seeds", "0,1"]
+    assert cli.main(["pretrain", "--task", "pointmaze-umaze-v0", "--dataset", maze_dataset, "--steps", "4",
+                     "--eval-interval", "4", "--run-dir", str(tmp_path / "pre"), *tiny]) == 0
+    assert cli.main(["finetune", "--task", "pointmaze-umaze-v0", "--method", "wsrl", "--checkpoint",
+                     str(tmp_path / "pre" / "seed{seed}" / "checkpoint"), "--steps", "6", "--warmup-steps", "3",
+                     "--update-after", "3", "--utd", "1", "--eval-interval", "6", "--diagnostic-samples", "0",
+                     "--run-dir", str(tmp_path / "ft"), *tiny]) == 0
+    out = capsys.readouterr().out
+    for seed in (0, 1):
+        assert f"pre-training done: {tmp_path / 'pre' / f'seed{seed}'} " in out
+        assert f"fine-tuning done: {tmp_path / 'ft' / f'seed{seed}'}" in out

@@ -92,14 +92,16 @@ def dataclass_from_args(cls, args: argparse.Namespace, **overrides):
 
 def cmd_pretrain(args) -> None:
     from wsrl.train.offline import pretrain
-    run_dir = pretrain(dataclass_from_args(C.PretrainConfig, args))
-    print(f"pre-training done: {run_dir} (checkpoint: {run_dir / 'checkpoint'})")
+    run_dirs = pretrain(dataclass_from_args(C.PretrainConfig, args))
+    for run_dir in run_dirs if isinstance(run_dirs, list) else [run_dirs]:
+        print(f"pre-training done: {run_dir} (checkpoint: {run_dir / 'checkpoint'})")
 
 
 def cmd_finetune(args) -> None:
     from wsrl.train.online import finetune
-    run_dir = finetune(dataclass_from_args(C.FinetuneConfig, args))
-    print(f"fine-tuning done: {run_dir}")
+    run_dirs = finetune(dataclass_from_args(C.FinetuneConfig, args))
+    for run_dir in run_dirs if isinstance(run_dirs, list) else [run_dirs]:
+        print(f"fine-tuning done: {run_dir}")
 
 
 def cmd_run(args) -> None:
