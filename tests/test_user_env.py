@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
-import h5py
 import numpy as np
 import pytest
+
+from pendulum import ENV, collect_minari, write_d4rl
 
 from wsrl import cli
 from wsrl.config import ConfigError, PretrainConfig, safe_env_name
@@ -16,8 +17,6 @@ from wsrl.data import DataError
 from wsrl.tasks import resolve_task
 from wsrl.train.common import load_training_data
 
-ENV = "InvertedPendulum-v5"  # one action in [-3, 3], 4-d observations; not a registry task
-BOUND = 3.0
 HORIZON = 50
 TINY = ["--critic-hidden-dims", "8,8", "--actor-hidden-dims", "8,8", "--batch-size", "16", "--eval-episodes", "1",
         "--progress", "false"]
@@ -27,60 +26,19 @@ def pendulum_task(**kw):
     return resolve_task(PretrainConfig(env=ENV, family="locomotion", max_episode_steps=HORIZON, dataset="-", **kw))
 
 
-def random_actions(rng, n):
-    """Uniform actions in the env's own units, with the exact bounds among them."""
-    actions = rng.uniform(-BOUND, BOUND, size=(n, 1)).astype(np.float32)
-    actions[:2, 0] = [BOUND, -BOUND]
-    return actions
-
-
-def write_d4rl(path, steps=300, seed=0, actions=None):
-    """Step the real environment with random actions and write what it saw in D4RL's layout."""
-    env = gym.make(ENV, max_episode_steps=HORIZON)
-    rng = np.random.default_rng(seed)
-    actions = random_actions(rng, steps) if actions is None else actions
-    log = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
-    obs, _ = env.reset(seed=seed)
-    for action in actions:
-        nxt, reward, terminated, truncated, _ = env.step(action)
-        for k, v in zip(log, (obs, action, reward, terminated, truncated)):
-            log[k].append(v)
-        obs = env.reset()[0] if terminated or truncated else nxt
-    with h5py.File(path, "w") as f:
-        for k, v in log.items():
-            f.create_dataset(k, data=np.asarray(v, np.bool_ if k in ("terminals", "timeouts") else np.float32))
-    return {k: np.asarray(v) for k, v in log.items()}
-
-
 @pytest.fixture(scope="module")
 def d4rl_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("user-env") / "pendulum.hdf5"
-    return path, write_d4rl(path)
+    return path, write_d4rl(path, HORIZON, steps=300)
 
 
 @pytest.fixture(scope="module")
 def minari_dir(tmp_path_factory):
     """A dataset collected with minari.DataCollector on the real environment; returns its directory and the
     actions the environment was stepped with."""
-    import minari
     root = tmp_path_factory.mktemp("minari")
-    rng = np.random.default_rng(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINARI_DATASETS_PATH", str(root))
-        patch.delenv("HF_HUB_OFFLINE", raising=False)
-        collector = minari.DataCollector(gym.make(ENV, max_episode_steps=20))
-        actions = []
-        for ep in range(3):
-            collector.reset(seed=ep)
-            for action in random_actions(rng, 20):
-                actions.append(action)
-                _, _, terminated, truncated, _ = collector.step(action)
-                if terminated or truncated:
-                    break
-        with pytest.warns(UserWarning):  # Minari asks for author / description metadata
-            collector.create_dataset(dataset_id="test/pendulum-v0", algorithm_name="random")
-        collector.close()
-    return root / "test" / "pendulum-v0", np.asarray(actions)
+    actions = collect_minari(root, horizon=20, episodes=3)
+    return root / "test" / "pendulum-v0", actions
 
 
 # ---- the environment and the data ------------------------------------------------------------------------------
@@ -117,7 +75,7 @@ def test_dataset_action_outside_the_bounds_is_refused(tmp_path):
     actions = np.zeros((30, 1), np.float32)
     actions[7] = 4.5
     path = tmp_path / "too-big.hdf5"
-    write_d4rl(path, actions=actions)
+    write_d4rl(path, HORIZON, len(actions), actions=actions)
     with pytest.raises(DataError, match=r"too-big.hdf5: 1 action value\(s\) lie outside .*row 7.*own units"):
         load_training_data(pendulum_task(), str(path), 4, 1, 0.99)
 

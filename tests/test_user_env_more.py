@@ -11,14 +11,14 @@ import h5py
 import numpy as np
 import pytest
 
+from pendulum import BOUND, ENV, collect_minari, write_d4rl
+
 from wsrl import api, cli
 from wsrl.config import DEFAULT_TASK, ConfigError, FinetuneConfig, PretrainConfig
 from wsrl.data import DataError, load_dataset
 from wsrl.tasks import resolve_task
 from wsrl.train.common import IN_MEMORY, transitions_sha256
 
-ENV = "InvertedPendulum-v5"  # one action in [-3, 3], 4-d observations; not a registry task
-BOUND = 3.0
 HORIZON = 20
 TINY = ["--critic-hidden-dims", "8,8", "--actor-hidden-dims", "8,8", "--batch-size", "16", "--eval-episodes", "1",
         "--progress", "false", "--num-critics", "2"]
@@ -26,47 +26,12 @@ TINY_KW = dict(critic_hidden_dims=(8, 8), actor_hidden_dims=(8, 8), batch_size=1
                progress=False, num_critics=2)
 
 
-def random_actions(rng, n):
-    actions = rng.uniform(-BOUND, BOUND, size=(n, 1)).astype(np.float32)
-    actions[:2, 0] = [BOUND, -BOUND]
-    return actions
-
-
-def write_d4rl(path, steps=200, seed=0):
-    env = gym.make(ENV, max_episode_steps=HORIZON)
-    rng = np.random.default_rng(seed)
-    log = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
-    obs, _ = env.reset(seed=seed)
-    for action in random_actions(rng, steps):
-        nxt, reward, terminated, truncated, _ = env.step(action)
-        for k, v in zip(log, (obs, action, reward, terminated, truncated)):
-            log[k].append(v)
-        obs = env.reset()[0] if terminated or truncated else nxt
-    with h5py.File(path, "w") as f:
-        for k, v in log.items():
-            f.create_dataset(k, data=np.asarray(v, np.bool_ if k in ("terminals", "timeouts") else np.float32))
-
-
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory):
     """A dataset collected with minari.DataCollector on the real environment (time limit HORIZON), under its
     own $MINARI_DATASETS_PATH root; returns the root."""
-    import minari
     root = tmp_path_factory.mktemp("minari")
-    rng = np.random.default_rng(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINARI_DATASETS_PATH", str(root))
-        patch.delenv("HF_HUB_OFFLINE", raising=False)
-        collector = minari.DataCollector(gym.make(ENV, max_episode_steps=HORIZON))
-        for ep in range(4):
-            collector.reset(seed=ep)
-            for action in random_actions(rng, HORIZON):
-                _, _, terminated, truncated, _ = collector.step(action)
-                if terminated or truncated:
-                    break
-        with pytest.warns(UserWarning):  # Minari asks for author / description metadata
-            collector.create_dataset(dataset_id="test/pendulum-v0", algorithm_name="random")
-        collector.close()
+    collect_minari(root, HORIZON, episodes=4)
     return root
 
 
@@ -168,7 +133,7 @@ def make_pendulum():
 
 def test_factory_and_transitions_run_equals_the_run_by_names(tmp_path):
     path = tmp_path / "pendulum.hdf5"
-    write_d4rl(path)
+    write_d4rl(path, HORIZON, steps=200)
     common = dict(family="locomotion", method="wsrl", steps=20, warmup_steps=10, update_after=10, utd=1,
                   eval_interval=20, diagnostic_samples=10, **TINY_KW)
     by_name = FinetuneConfig(env=ENV, max_episode_steps=HORIZON, dataset=str(path),
@@ -193,7 +158,7 @@ def test_factory_and_transitions_run_equals_the_run_by_names(tmp_path):
 
 def test_pretrain_takes_a_gym_id_and_transitions(tmp_path):
     path = tmp_path / "pendulum.hdf5"
-    write_d4rl(path, steps=100)
+    write_d4rl(path, HORIZON, steps=100)
     cfg = PretrainConfig(family="locomotion", max_episode_steps=HORIZON, algorithm="cql", steps=10,
                          eval_interval=10, run_dir=str(tmp_path / "run"), **TINY_KW)
     data = load_dataset(path, action_map=resolve_task(PretrainConfig(env=ENV, family="locomotion")).action_map)
