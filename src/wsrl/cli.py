@@ -7,8 +7,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 
 from wsrl import config as C
@@ -54,20 +52,12 @@ def parse_json_object(text: str) -> dict:
     return value
 
 
-def _base_type(annotation):
-    """int | None -> int; tuple[int, ...] -> tuple."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return _base_type(args[0])
-    return typing.get_origin(annotation) or annotation
-
-
 def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
-    hints = typing.get_type_hints(cls)
+    kinds = C.option_types(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        kind = _base_type(hints[f.name])
+        kind = kinds[f.name]
         converter = parse_seeds if f.name == "seeds" else \
             {bool: parse_bool, tuple: parse_dims, int: int, float: float, str: str, dict: parse_json_object}[kind]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -176,6 +166,22 @@ def cmd_summary(args) -> None:
     print(format_table(summarize(runs)))
 
 
+def cmd_sweep(args) -> None:
+    from wsrl.sweep import report_line, sweep
+    outcomes = sweep(args.file, root=args.root, address=args.address, num_cpus=args.num_cpus, dry_run=args.dry_run,
+                     progress=not args.quiet)
+    if args.dry_run:
+        return
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "blocked")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + " (skipped: finished before)")
+    unfinished = [o for o in outcomes if o.status in ("failed", "blocked")]
+    for outcome in unfinished:
+        print("  " + report_line(outcome))
+    if unfinished:
+        raise C.ConfigError(f"{len(unfinished)} job(s) did not finish; fix the cause shown in the log(s), then run "
+                            f"the same command again: finished jobs are skipped and started runs resume")
+
+
 def cmd_demo(args) -> None:
     from wsrl.demo import demo
     demo(Path(args.out), quick=args.quick, seeds=args.seeds)
@@ -249,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "family's: cal-ql, or cql on locomotion)")
     p.add_argument("--pretrain-steps", type=int, default=None, help="offline steps (default: family preset)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run a sweep file (tasks x methods x seeds x varied options) on Ray")
+    p.add_argument("file", help="the sweep file (TOML; docs/sweeps.md)")
+    p.add_argument("--root", default=None, help="output root (default: the file's `root`)")
+    p.add_argument("--address", default=None, help="an existing Ray cluster: auto, or ray://host:10001 (default: "
+                   "start a local Ray instance)")
+    p.add_argument("--num-cpus", dest="num_cpus", type=int, default=None,
+                   help="CPUs of the local Ray instance (default: all); each run takes cpus_per_run of them")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the graph and each job's command "
+                   "line, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="the paper's figures from run directories (PNG and SVG)")
     p.add_argument("runs", nargs="+", help="run directories or folders containing them")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -503,6 +505,20 @@ def to_jsonable(obj) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     return obj
+
+
+def _base_type(annotation):
+    """int | None -> int; tuple[int, ...] -> tuple."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _base_type(args[0])
+    return typing.get_origin(annotation) or annotation
+
+
+def option_types(cls) -> dict[str, type]:
+    """Each option of a config dataclass and the type of its values (bool, int, float, str, tuple or dict)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
 def run_seeds(cfg: CommonConfig) -> tuple[int, ...]:

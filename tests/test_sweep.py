@@ -1,0 +1,178 @@
+"""`wsrl sweep`: the graph a sweep file expands to, bad files refused, and a tiny sweep on a real local Ray instance
+(a run killed mid-way reported with its log, the re-run skipping finished jobs and resuming the killed run)."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wsrl import cli
+from wsrl import config as C
+from wsrl.errors import ConfigError
+from wsrl.sweep import plan as plan_of
+from wsrl.sweep.execute import LOCK_FILE, locked, merged_manifest
+from wsrl.sweep.plan import MANIFEST, config_argv
+
+MAZE, PLAIN = "pointmaze-umaze-repeat4-v0", "pointmaze-umaze-v0"
+TINY = {"steps": 1000, "pretrain_steps": 50, "warmup_steps": 100, "critic_hidden_dims": [16, 16],
+        "actor_hidden_dims": [16, 16], "num_critics": 2, "layer_norm": True, "eval_interval": 100,
+        "eval_episodes": 2, "save_interval": 100, "diagnostic_samples": 200}
+
+
+def spec(**changes) -> dict:
+    base = {"tasks": [MAZE, PLAIN], "methods": ["wsrl", "calql-ft"], "seeds": [0, 1], "data": {"steps": 2000},
+            "options": dict(TINY)}
+    return {**base, **changes}
+
+
+def test_graph_shares_pretraining_and_orders_jobs(tmp_path):
+    graph = plan_of(spec(vary={"warmup_steps": [100, 200]}), root=tmp_path)
+    kinds = [job.kind for job in graph.jobs]
+    # per task: one dataset, one pre-training shared by both methods (same options, LayerNorm on), 2 x 2 runs
+    assert kinds.count("data") == 2 and kinds.count("pretrain") == 2 and kinds.count("finetune") == 8
+    position = {job.id: i for i, job in enumerate(graph.jobs)}
+    for job in graph.jobs:
+        assert all(position[need] < position[job.id] for need in job.needs)
+    wsrl_job = next(j for j in graph.jobs if j.id == f"finetune {MAZE}/wsrl/warmup_steps=200 seeds 0,1")
+    (pretrain_id,) = wsrl_job.needs
+    assert pretrain_id.startswith(f"pretrain {MAZE}/pretrain/cal-ql-")
+    assert wsrl_job.outputs == tuple(str(tmp_path / MAZE / "wsrl" / "warmup_steps=200" / f"seed{s}") for s in (0, 1))
+    rows = [r for r in graph.manifest["runs"] if r["kind"] == "finetune"]
+    assert len(rows) == 2 * 2 * 2 * 2 and graph.manifest["vary"] == {"warmup_steps": [100, 200]}
+    row = next(r for r in rows if r["dir"] == f"{MAZE}/calql-ft/warmup_steps=100/seed1")
+    assert row["variant"] == {"warmup_steps": 100} and row["method"] == "calql-ft" and row["seed"] == 1
+    assert (tmp_path / row["pretrain_dir"]).parent.name == pretrain_id.split("/")[-1].split()[0]
+
+
+def test_job_command_lines_parse_back_to_the_same_config(tmp_path):
+    graph = plan_of(spec(methods={"no-warmup": {"method": "wsrl", "warmup_source": "none", "update_after": 64}}),
+                    root=tmp_path)
+    for job in graph.jobs:
+        if job.kind == "finetune":
+            args = cli.build_parser().parse_args(list(job.argv))
+            cfg = cli.dataclass_from_args(C.FinetuneConfig, args)
+            assert cfg.label == "no-warmup" and cfg.method == "wsrl" and cfg.warmup_source == "none"
+            assert cfg.seeds == (0, 1) and cfg.critic_hidden_dims == (16, 16) and cfg.layer_norm is True
+            assert cfg.checkpoint.endswith("seed{seed}/checkpoint") and cfg.progress is False
+            assert config_argv(cfg) == list(job.argv[1:])
+
+
+def test_seeds_per_process_splits_groups_and_keeps_pretraining_per_group(tmp_path):
+    graph = plan_of(spec(tasks=[MAZE], methods=["wsrl"], seeds=[0, 1, 2], seeds_per_process=2), root=tmp_path)
+    finetunes = [j for j in graph.jobs if j.kind == "finetune"]
+    assert [len(j.outputs) for j in finetunes] == [2, 1]
+    pretrains = {j.id: j for j in graph.jobs if j.kind == "pretrain"}
+    assert [pretrains[j.needs[0]].outputs[-1][-5:] for j in finetunes] == ["seed1", "seed2"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"option": {}}, "unknown key 'option'; did you mean options"),
+    ({"options": {**TINY, "warmup_step": 5}}, "unknown key 'warmup_step'; did you mean warmup_steps"),
+    ({"options": {**TINY, "steps": "1000"}}, "steps = '1000' must be int"),
+    ({"options": {**TINY, "seeds": [0]}}, "seeds is set by the sweep itself"),
+    ({"seeds": [0, 0]}, "distinct integers"),
+    ({"tasks": ["no-such-task"]}, "unknown task 'no-such-task'"),
+    ({"methods": ["wsrll"]}, "unknown method"),
+    ({"methods": {"wsrl": {"warmup_steps": 10}}, "vary": {"warmup_steps": [0, 5]}}, "varied in [vary] and also set"),
+    ({"vary": {"utd": []}}, "non-empty list"),
+    ({"data": {"stepz": 10}}, "unknown key 'stepz'"),
+    ({"options": {**TINY, "discount": 1.5}}, "discount=1.5 must be in [0, 1)"),
+])
+def test_bad_sweep_files_are_refused_with_the_key_named(tmp_path, changes, message):
+    with pytest.raises(ConfigError) as err:
+        plan_of(spec(**changes), root=tmp_path)
+    assert message in str(err.value)
+    assert not (tmp_path / MANIFEST).exists()
+
+
+def test_missing_or_broken_file_and_dry_run(tmp_path, capsys):
+    assert cli.main(["sweep", str(tmp_path / "nope.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("tasks = [\n")
+    assert cli.main(["sweep", str(broken)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text(f'root = "{tmp_path / "root"}"\ntasks = ["{MAZE}"]\nmethods = ["wsrl"]\nseeds = [3]\n'
+                    f'[data]\nsteps = 100\n[options]\nsteps = 200\n')
+    assert cli.main(["sweep", str(good), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"[   new] finetune {MAZE}/wsrl seeds 3" in out and "wsrl datagen --task" in out
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_root_is_written_by_one_sweep_and_its_runs_keep_their_options(tmp_path):
+    graph = plan_of(spec(tasks=[MAZE], methods=["wsrl"]), root=tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps(merged_manifest(graph)))
+    other = plan_of(spec(tasks=[MAZE], methods=["wsrl"], options={**TINY, "utd": 2}), root=tmp_path)
+    with pytest.raises(ConfigError, match="holds a run of an earlier sweep with other options"):
+        merged_manifest(other)
+    stray = tmp_path / "elsewhere"
+    (stray / MAZE / "wsrl" / "seed0").mkdir(parents=True)
+    (stray / MAZE / "wsrl" / "seed0" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="does not list"):
+        merged_manifest(plan_of(spec(tasks=[MAZE], methods=["wsrl"]), root=stray))
+    with locked(tmp_path):
+        with pytest.raises(ConfigError, match="another `wsrl sweep` is running"):
+            with locked(tmp_path):
+                pass
+    assert (tmp_path / LOCK_FILE).exists()
+
+
+def _pids_running(pattern: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                words = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"finetune" in words and any(pattern.encode() in w for w in words):
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_tiny_sweep_on_ray_survives_a_killed_run(tmp_path):
+    root = tmp_path / "root"
+    sweep_file = tmp_path / "tiny.toml"
+    options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    sweep_file.write_text(f'root = "{root}"\ntasks = ["{MAZE}", "{PLAIN}"]\nmethods = ["wsrl"]\nseeds = [0, 1]\n'
+                          f'[data]\nsteps = 2000\n[options]\n{options}\n')
+    command = [sys.executable, "-m", "wsrl", "sweep", str(sweep_file), "--num-cpus", "2", "--quiet"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = root / MAZE / "wsrl" / "seed0"
+    deadline = time.monotonic() + 600
+    while not (victim / "state" / "CURRENT").exists():  # the run's first snapshot
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+        time.sleep(0.2)
+    pids = _pids_running(f"{MAZE}/wsrl/seed{{seed}}")
+    assert pids, "the fine-tuning process of the snapshot's run was not found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    output = first.communicate(timeout=600)[0]
+    assert first.returncode == 2, output
+    log = root / "logs" / f"finetune-{MAZE}-wsrl-seeds0-1.log"
+    assert f"failed: finetune {MAZE}/wsrl seeds 0,1: killed by signal 9 (log: {log})" in output
+    assert "5 done, 0 skipped, 1 failed, 0 blocked" in output  # the other task finished
+    assert not (victim / "checkpoint").exists()
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 done, 5 skipped, 0 failed, 0 blocked" in again.stdout
+    assert "--resume true" in log.read_text()
+    for seed in (0, 1):
+        steps = [json.loads(line)["step"] for line in (root / MAZE / "wsrl" / f"seed{seed}" / "metrics.jsonl")
+                 .read_text().splitlines()]
+        assert steps == sorted(set(steps)) and steps[-1] == TINY["steps"]
+    manifest = json.loads((root / MANIFEST).read_text())
+    assert {(r["task"], r["kind"]) for r in manifest["runs"]} == {(t, k) for t in (MAZE, PLAIN)
+                                                                   for k in ("pretrain", "finetune")}
+    table = subprocess.run([sys.executable, "-m", "wsrl", "summary", str(root)], capture_output=True, text=True)
+    assert table.returncode == 0 and MAZE in table.stdout and PLAIN in table.stdout, table.stderr
