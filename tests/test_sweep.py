@@ -16,7 +16,7 @@ from wsrl import cli
 from wsrl import config as C
 from wsrl.errors import ConfigError
 from wsrl.sweep import plan as plan_of
-from wsrl.sweep.execute import LOCK_FILE, locked, merged_manifest
+from wsrl.sweep.execute import LOCK_FILE, Outcome, locked, merged_manifest, run_job
 from wsrl.sweep.plan import MANIFEST, config_argv
 
 MAZE, PLAIN = "pointmaze-umaze-repeat4-v0", "pointmaze-umaze-v0"
@@ -71,6 +71,31 @@ def test_seeds_per_process_splits_groups_and_keeps_pretraining_per_group(tmp_pat
     assert [pretrains[j.needs[0]].outputs[-1][-5:] for j in finetunes] == ["seed1", "seed2"]
 
 
+def test_your_own_environments_as_sweep_tasks(tmp_path):
+    from pendulum import ENV, write_d4rl
+    write_d4rl(tmp_path / "pendulum.hdf5", horizon=50, steps=200)
+    tasks = {"pendulum": {"env": ENV, "family": "locomotion", "dataset": str(tmp_path / "pendulum.hdf5"),
+                          "env_kwargs": {"reset_noise_scale": 0.02}},
+             "pendulum-made": {"env": ENV, "family": "locomotion", "max_episode_steps": 50,
+                               "data": {"recipe": "random", "steps": 300}}}
+    graph = plan_of(spec(tasks=tasks, methods=["wsrl"], data=None), root=tmp_path / "root")
+    data_jobs = [j for j in graph.jobs if j.kind == "data"]
+    assert [j.id for j in data_jobs] == ["data datasets/pendulum-made"]  # the other task brings its dataset
+    words = list(data_jobs[0].argv)
+    assert words[:4] == ["datagen", "--env", ENV, "--family"] and "random" in words and "300" in words
+    for job in graph.jobs:
+        if job.kind != "data":
+            cfg = cli.dataclass_from_args(C.PretrainConfig if job.kind == "pretrain" else C.FinetuneConfig,
+                                          cli.build_parser().parse_args(list(job.argv)))
+            assert cfg.env == ENV and cfg.family == "locomotion" and cfg.task is None
+            if "pendulum-made" in job.id:
+                assert cfg.dataset == str(tmp_path / "root" / "datasets" / "pendulum-made.hdf5")
+                assert cfg.max_episode_steps == 50
+            else:
+                assert cfg.env_kwargs == {"reset_noise_scale": 0.02}
+    assert {r["task"] for r in graph.manifest["runs"]} == {"pendulum", "pendulum-made"}
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"option": {}}, "unknown key 'option'; did you mean options"),
     ({"options": {**TINY, "warmup_step": 5}}, "unknown key 'warmup_step'; did you mean warmup_steps"),
@@ -123,6 +148,19 @@ def test_a_root_is_written_by_one_sweep_and_its_runs_keep_their_options(tmp_path
             with locked(tmp_path):
                 pass
     assert (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_job_runs_its_command_and_reports_failure_with_its_log(tmp_path):
+    graph = plan_of(spec(tasks=[MAZE], methods=["wsrl"], data={"steps": 2000, "recipe": "no-such-recipe"}),
+                    root=tmp_path)
+    data_job, pretrain_job = graph.jobs[:2]
+    blocked = run_job(pretrain_job, str(tmp_path), {}, Outcome(data_job.id, "failed"))
+    assert blocked.status == "blocked" and blocked.detail == f"needs {data_job.id}"
+    assert not Path(pretrain_job.log).exists()  # nothing ran
+    failed = run_job(data_job, str(tmp_path), {})
+    assert failed.status == "failed" and failed.detail == "exit code 2" and failed.log == data_job.log
+    log = Path(data_job.log).read_text()
+    assert log.startswith("$ wsrl datagen --task") and "no-such-recipe" in log.splitlines()[-1]
 
 
 def _pids_running(pattern: str) -> list[int]:

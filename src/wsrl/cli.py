@@ -172,6 +172,9 @@ def cmd_sweep(args) -> None:
                      progress=not args.quiet)
     if args.dry_run:
         return
+    for outcome in outcomes:
+        if outcome.status == "done":
+            print(f"  done in {outcome.seconds:.0f} s: {outcome.job}")
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "blocked")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()) + " (skipped: finished before)")
     unfinished = [o for o in outcomes if o.status in ("failed", "blocked")]

@@ -274,3 +274,61 @@ def ensemble_size(params) -> int:
 
 def take_members(params, indices):
     return jax.tree_util.tree_map(lambda p: p[indices], params)
+
+
+# ---- one chosen member per row ------------------------------------------------------------------------------
+
+def apply_q_selected(module: QFunction, params, observations, actions, members, block_size: int = 64):
+    """Q_{members[b]}(s_b, a_b) for every row b of a stacked `QFunction` ensemble -> (B,).
+
+    `observations` (B, obs_dim), `actions` (B, action_dim), `members` (B,) integer indices into the ensemble.
+    The same values as `apply_q_ensemble(...)[members, arange(B)]` up to float rounding, at the cost of about one
+    member on B + members x `block_size` rows instead of every member on B rows: the grouped matmul of
+    mixture-of-experts kernels. Rows are grouped by member, each group padded to whole blocks of `block_size`
+    rows, every block multiplied by its own member's weights (one batched matmul over blocks per layer), and
+    the results read back in the rows' order. The number of blocks is a static bound (every member could own a
+    partial block), so the compute does not depend on how the rows split between members; padding rows repeat
+    row 0 and their outputs are discarded (their gradient is zero).
+    """
+    rows, num_members = actions.shape[0], ensemble_size(params)
+    blocks = selected_blocks_bound(rows, num_members, block_size)
+    position, source, block_member = block_layout(members, num_members, block_size, blocks)
+    block_params = take_members(params, block_member)  # (blocks, ...): each block's member
+    to_blocks = lambda x: x[source].reshape(blocks, block_size, x.shape[-1])
+    x = jnp.concatenate([to_blocks(observations), to_blocks(actions)], axis=-1)
+    mlp = block_params["params"]["MLP_0"]
+    for i in range(len(module.hidden_dims)):
+        x = ensemble_dense(mlp[f"Dense_{i}"], x)
+        if module.layer_norm:
+            norm = mlp[f"LayerNorm_{i}"]
+            x = layer_norm_relu(x, member_axis_first(norm["scale"], x.ndim), member_axis_first(norm["bias"], x.ndim))
+        else:
+            x = nn.relu(x)
+    q = ensemble_dense(block_params["params"]["Dense_0"], x)[..., 0]  # (blocks, block_size)
+    return q.reshape(-1)[position]
+
+
+def selected_blocks_bound(rows: int, num_members: int, block_size: int) -> int:
+    """Most blocks `rows` rows can need when grouped by member, each group padded to whole blocks: at most
+    min(members, rows) groups, each with ceil(count / block_size) <= (count + block_size - 1) / block_size."""
+    groups = min(num_members, rows)
+    return (rows + groups * (block_size - 1)) // block_size
+
+
+def block_layout(members, num_members: int, block_size: int, blocks: int):
+    """Where each row goes when rows are grouped by member in whole blocks.
+
+    -> (position (B,): the row's slot in the (blocks * block_size) padded layout,
+        source (blocks * block_size,): the row in each slot (0 in padding slots),
+        block_member (blocks,): the member of each block (the last member for unused trailing blocks)).
+    Groups appear in member order, rows in their original order within a group (no sort: a running count).
+    """
+    one_hot = members[:, None] == jnp.arange(num_members)  # (B, members)
+    rank = jnp.take_along_axis(jnp.cumsum(one_hot, axis=0), members[:, None], axis=1)[:, 0] - 1
+    counts = one_hot.sum(axis=0)
+    group_blocks = (counts + block_size - 1) // block_size
+    block_end = jnp.cumsum(group_blocks)
+    position = (block_end - group_blocks)[members] * block_size + rank
+    source = jnp.zeros(blocks * block_size, jnp.int32).at[position].set(jnp.arange(members.shape[0], dtype=jnp.int32))
+    block_member = jnp.minimum(jnp.searchsorted(block_end, jnp.arange(blocks), side="right"), num_members - 1)
+    return position, source, block_member

@@ -14,10 +14,9 @@ import numpy as np
 
 from wsrl import stats
 from wsrl.errors import WsrlError
-from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE
+from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, SWEEP_MANIFEST as MANIFEST
 from wsrl.stats import iqm  # noqa: F401  (kept importable from here)
 
-MANIFEST = "sweep.json"
 LEVEL, REPS = 0.95, 2000  # confidence level and bootstrap replicates of every interval in tables and figures
 PRETRAIN_SUFFIX = " (pre-training)"
 

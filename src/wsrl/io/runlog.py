@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.json"
+SWEEP_MANIFEST = "sweep.json"  # at the root of a sweep: every run's task, label, variant and folder (wsrl.sweep)
 
 
 def _plain(value):

@@ -39,6 +39,7 @@ class Outcome:
     status: str  # done, skipped (finished before), failed, blocked (a job it needs did not finish)
     log: str | None = None
     detail: str = ""
+    seconds: float = 0.0  # wall time of the job's command
 
 
 # ---- one job (runs inside a Ray task) -------------------------------------------------------------------------
@@ -64,13 +65,15 @@ def run_job(job: Job, cwd: str, env: dict, *needed: Outcome) -> Outcome:
     with open(job.log, "a") as log:
         log.write(f"$ wsrl {shlex.join(argv)}\n")
         log.flush()
+        start = time.monotonic()
         code = subprocess.run([sys.executable, "-m", "wsrl", *argv], stdout=log, stderr=subprocess.STDOUT,
                               cwd=cwd if Path(cwd).is_dir() else None, env={**os.environ, **env},
                               preexec_fn=_die_with_parent).returncode
+    seconds = time.monotonic() - start
     if code == 0 and job.finished():
-        return Outcome(job.id, "done", job.log)
+        return Outcome(job.id, "done", job.log, seconds=seconds)
     reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    return Outcome(job.id, "failed", job.log, reason if code else "exited without finishing its runs")
+    return Outcome(job.id, "failed", job.log, reason if code else "exited without finishing its runs", seconds)
 
 
 # ---- the root ---------------------------------------------------------------------------------------------------
@@ -122,7 +125,9 @@ def start_ray(address: str | None, num_cpus: int | None):
     import ray
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        # "local": a new instance for this sweep, even when a cluster runs on this machine (that one: --address auto)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
     else:
         if num_cpus is not None:
             raise ConfigError("--num-cpus sizes the local Ray instance; a cluster (--address) has its own CPUs")

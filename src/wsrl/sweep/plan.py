@@ -27,9 +27,10 @@ from pathlib import Path
 
 from wsrl import config as C
 from wsrl.errors import ConfigError
+from wsrl.io.runlog import SWEEP_MANIFEST as MANIFEST
 from wsrl.train.run import CHECKPOINT_DIR
 
-MANIFEST, DATASETS_DIR, LOGS_DIR = "sweep.json", "datasets", "logs"
+DATASETS_DIR, LOGS_DIR = "datasets", "logs"
 TOP_KEYS = ("root", "tasks", "methods", "seeds", "seeds_per_process", "cpus_per_run", "data", "options", "pretrain",
             "vary")
 RUN_EXTRAS = ("algorithm", "pretrain_steps")  # options of `wsrl run` that are not FinetuneConfig fields
