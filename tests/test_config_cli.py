@@ -135,6 +135,10 @@ def test_ablation_options_override_the_method():
     ({"method": "sac-fast", "eval_interval": 0}, "eval_interval=0 must be a positive integer"),
     ({"method": "sac-fast", "warmup_steps": -1}, "warmup_steps=-1 must be >= 0"),
     ({"method": "sac-fast", "temperature_lr": 0.0}, "temperature_lr=0.0 must be > 0"),
+    ({"method": "calql-ft", "checkpoint": "c", "warmup_steps": 1000},
+     r"warmup_steps=1000 with warmup source 'none' \(method 'calql-ft' by default\) would be ignored"),
+    ({"method": "wsrl", "checkpoint": "c", "warmup_source": "none", "warmup_steps": 5},
+     r"warmup_steps=5 with warmup source 'none' \(method 'wsrl'\) would be ignored"),
 ])
 def test_bad_values_are_named(kw, message):
     with pytest.raises(C.ConfigError, match=message):

@@ -20,34 +20,44 @@ from wsrl.sweep.execute import LOCK_FILE, Outcome, locked, merged_manifest, run_
 from wsrl.sweep.plan import MANIFEST, config_argv
 
 MAZE, PLAIN = "pointmaze-umaze-repeat4-v0", "pointmaze-umaze-v0"
-TINY = {"steps": 1000, "pretrain_steps": 50, "warmup_steps": 100, "critic_hidden_dims": [16, 16],
+TINY = {"steps": 1000, "pretrain_steps": 50, "critic_hidden_dims": [16, 16],
         "actor_hidden_dims": [16, 16], "num_critics": 2, "layer_norm": True, "eval_interval": 100,
         "eval_episodes": 2, "save_interval": 100, "diagnostic_samples": 200}
 
 
 def spec(**changes) -> dict:
-    base = {"tasks": [MAZE, PLAIN], "methods": ["wsrl", "calql-ft"], "seeds": [0, 1], "data": {"steps": 2000},
+    base = {"tasks": [MAZE, PLAIN], "methods": {"wsrl": {"warmup_steps": 100}, "calql-ft": {}}, "seeds": [0, 1],
+            "data": {"steps": 2000},
             "options": dict(TINY)}
     return {**base, **changes}
 
 
 def test_graph_shares_pretraining_and_orders_jobs(tmp_path):
-    graph = plan_of(spec(vary={"warmup_steps": [100, 200]}), root=tmp_path)
+    graph = plan_of(spec(vary={"freeze_policy_steps": [100, 200]}), root=tmp_path)
     kinds = [job.kind for job in graph.jobs]
     # per task: one dataset, one pre-training shared by both methods (same options, LayerNorm on), 2 x 2 runs
     assert kinds.count("data") == 2 and kinds.count("pretrain") == 2 and kinds.count("finetune") == 8
     position = {job.id: i for i, job in enumerate(graph.jobs)}
     for job in graph.jobs:
         assert all(position[need] < position[job.id] for need in job.needs)
-    wsrl_job = next(j for j in graph.jobs if j.id == f"finetune {MAZE}/wsrl/warmup_steps=200 seeds 0,1")
+    wsrl_job = next(j for j in graph.jobs if j.id == f"finetune {MAZE}/wsrl/freeze_policy_steps=200 seeds 0,1")
     (pretrain_id,) = wsrl_job.needs
     assert pretrain_id.startswith(f"pretrain {MAZE}/pretrain/cal-ql-")
-    assert wsrl_job.outputs == tuple(str(tmp_path / MAZE / "wsrl" / "warmup_steps=200" / f"seed{s}") for s in (0, 1))
+    assert wsrl_job.outputs == tuple(str(tmp_path / MAZE / "wsrl" / "freeze_policy_steps=200" / f"seed{s}")
+                                     for s in (0, 1))
     rows = [r for r in graph.manifest["runs"] if r["kind"] == "finetune"]
-    assert len(rows) == 2 * 2 * 2 * 2 and graph.manifest["vary"] == {"warmup_steps": [100, 200]}
-    row = next(r for r in rows if r["dir"] == f"{MAZE}/calql-ft/warmup_steps=100/seed1")
-    assert row["variant"] == {"warmup_steps": 100} and row["method"] == "calql-ft" and row["seed"] == 1
+    assert len(rows) == 2 * 2 * 2 * 2 and graph.manifest["vary"] == {"freeze_policy_steps": [100, 200]}
+    row = next(r for r in rows if r["dir"] == f"{MAZE}/calql-ft/freeze_policy_steps=100/seed1")
+    assert row["variant"] == {"freeze_policy_steps": 100} and row["method"] == "calql-ft" and row["seed"] == 1
     assert (tmp_path / row["pretrain_dir"]).parent.name == pretrain_id.split("/")[-1].split()[0]
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parents[1] / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_the_example_sweep_files_expand(tmp_path, example):
+    graph = plan_of(example, root=tmp_path)
+    assert [j.kind for j in graph.jobs].count("data") == 1 and any(j.kind == "finetune" for j in graph.jobs)
+    assert len([j for j in graph.jobs if j.kind == "pretrain"]) == 1  # one pre-training shared by every run
 
 
 def test_job_command_lines_parse_back_to_the_same_config(tmp_path):
@@ -105,6 +115,7 @@ def test_your_own_environments_as_sweep_tasks(tmp_path):
     ({"tasks": ["no-such-task"]}, "unknown task 'no-such-task'"),
     ({"methods": ["wsrll"]}, "unknown method"),
     ({"methods": {"wsrl": {"warmup_steps": 10}}, "vary": {"warmup_steps": [0, 5]}}, "varied in [vary] and also set"),
+    ({"options": {**TINY, "warmup_steps": 10}}, "method calql-ft: warmup_steps=10 with warmup source 'none'"),
     ({"vary": {"utd": []}}, "non-empty list"),
     ({"data": {"stepz": 10}}, "unknown key 'stepz'"),
     ({"options": {**TINY, "discount": 1.5}}, "discount=1.5 must be in [0, 1)"),
@@ -181,8 +192,8 @@ def test_tiny_sweep_on_ray_survives_a_killed_run(tmp_path):
     root = tmp_path / "root"
     sweep_file = tmp_path / "tiny.toml"
     options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
-    sweep_file.write_text(f'root = "{root}"\ntasks = ["{MAZE}", "{PLAIN}"]\nmethods = ["wsrl"]\nseeds = [0, 1]\n'
-                          f'[data]\nsteps = 2000\n[options]\n{options}\n')
+    sweep_file.write_text(f'root = "{root}"\ntasks = ["{MAZE}", "{PLAIN}"]\nseeds = [0, 1]\n[methods.wsrl]\n'
+                          f'warmup_steps = 100\n[data]\nsteps = 2000\n[options]\n{options}\n')
     command = [sys.executable, "-m", "wsrl", "sweep", str(sweep_file), "--num-cpus", "2", "--quiet"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     victim = root / MAZE / "wsrl" / "seed0"

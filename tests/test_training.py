@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from wsrl import agents
-from wsrl.config import METHODS, ConfigError, FinetuneConfig, PretrainConfig
+from wsrl.config import METHODS, ConfigError, FinetuneConfig, PretrainConfig, method_row
 from wsrl.data import DataError
 from wsrl.datagen import generate
 from wsrl.io.checkpoint import CheckpointError
@@ -40,9 +40,11 @@ def finetune_cfg(workspace, method, name, **kw):
     root, dataset, ckpts = workspace
     ckpt = ckpts[{"calql-ft": "cal-ql", "cql-ft": "cql", "iql-ft": "iql"}.get(method, "cal-ql")]
     # update_after: learn from the end of the 20-step warmup (the default waits for a whole UTD batch of rows)
-    base = dict(task=TASK, method=method, steps=60, warmup_steps=20, update_after=20, eval_interval=30, utd=2,
+    base = dict(task=TASK, method=method, steps=60, update_after=20, eval_interval=30, utd=2,
                 num_critics=4, dataset=dataset, diagnostic_samples=50, run_dir=str(root / name),
                 checkpoint=None if method in ("sac-fast", "rlpd") else ckpt, **SMALL)
+    if (kw.get("warmup_source") or method_row(method).warmup_source) != "none":
+        base["warmup_steps"] = 20  # a method without warmup refuses a warmup length
     return FinetuneConfig(**{**base, **kw})
 
 

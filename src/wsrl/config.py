@@ -449,6 +449,10 @@ def resolve_finetune(cfg: FinetuneConfig, preset: Preset, horizon: int) -> Finet
     warmup_source = choose("warmup source", cfg.warmup_source or method.warmup_source, WARMUP_SOURCES)
     warmup = method.warmup_steps if cfg.warmup_steps is None else cfg.warmup_steps
     if warmup_source == "none":
+        if cfg.warmup_steps:
+            raise ConfigError(f"warmup_steps={cfg.warmup_steps} with warmup source 'none' (method {cfg.method!r}"
+                              f"{'' if cfg.warmup_source else ' by default'}) would be ignored: pass --warmup-source "
+                              f"policy, uniform or dataset to warm up, or drop --warmup-steps")
         warmup = 0
     if cfg.retain and cfg.offline_fraction is not None:
         raise ConfigError(f"--retain takes the family's retention share ({preset.retention_fraction}); pass "

@@ -63,6 +63,7 @@ VARIANTS = {  # label -> fine-tuning options
     "wsrl-no-warmup": {"method": "wsrl", "warmup_source": "none", "update_after": 256},
     "calql-ft": {"method": "calql-ft"},
 }
+WARMED_UP = ("wsrl",)  # the variants that warm up, for the settings' warmup_steps
 
 
 def _done(run_dirs: list[Path]) -> bool:
@@ -101,7 +102,8 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
             _timed(label, times, finetune, FinetuneConfig(
                 **common, **VARIANTS[label], label=label, checkpoint=str(out / "pretrain" / "seed{seed}" /
                                                                           CHECKPOINT_DIR),
-                run_dir=str(out / label), steps=s.finetune_steps, warmup_steps=s.warmup_steps,
+                run_dir=str(out / label), steps=s.finetune_steps,
+                warmup_steps=s.warmup_steps if label in WARMED_UP else None,
                 num_critics=s.num_critics, diagnostic_interval=s.diagnostic_interval,
                 save_interval=max(s.finetune_steps // 4, 1), resume=(run_dirs[0] / "config.json").exists()))
         runs[label] = run_dirs

@@ -7,6 +7,7 @@ module's stack with `jax.vmap`; `apply_q_ensemble` is the fast, equivalent evalu
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -240,11 +241,17 @@ def layer_norm_relu(x, scale, bias):
 
 
 def _layer_norm_relu_fwd(x, scale, bias):
+    mean, raw_var, inv_std = layer_norm_statistics(x)
+    y = nn.relu((x - mean) * (inv_std * scale) + bias)
+    return y, (x, mean, raw_var, inv_std, scale, bias, y)
+
+
+def layer_norm_statistics(x):
+    """Mean, raw variance E[x^2] - E[x]^2 and 1 / std over the last axis, as flax's LayerNorm computes them."""
     mean = jnp.mean(x, axis=-1, keepdims=True)
     raw_var = jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean)
     inv_std = jax.lax.rsqrt(jnp.maximum(0.0, raw_var) + LAYER_NORM_EPSILON)
-    y = nn.relu((x - mean) * (inv_std * scale) + bias)
-    return y, (x, mean, raw_var, inv_std, scale, bias, y)
+    return mean, raw_var, inv_std
 
 
 def _layer_norm_relu_bwd(residuals, dy):
@@ -276,36 +283,108 @@ def take_members(params, indices):
     return jax.tree_util.tree_map(lambda p: p[indices], params)
 
 
-# ---- one chosen member per row ------------------------------------------------------------------------------
 
-def apply_q_selected(module: QFunction, params, observations, actions, members, block_size: int = 64):
-    """Q_{members[b]}(s_b, a_b) for every row b of a stacked `QFunction` ensemble -> (B,).
+# ---- the ensemble's minimum, differentiated through each row's minimising member only ------------------------
 
-    `observations` (B, obs_dim), `actions` (B, action_dim), `members` (B,) integer indices into the ensemble.
-    The same values as `apply_q_ensemble(...)[members, arange(B)]` up to float rounding, at the cost of about one
-    member on B + members x `block_size` rows instead of every member on B rows: the grouped matmul of
-    mixture-of-experts kernels. Rows are grouped by member, each group padded to whole blocks of `block_size`
-    rows, every block multiplied by its own member's weights (one batched matmul over blocks per layer), and
-    the results read back in the rows' order. The number of blocks is a static bound (every member could own a
-    partial block), so the compute does not depend on how the rows split between members; padding rows repeat
-    row 0 and their outputs are discarded (their gradient is zero).
+# `apply_q_min` evaluates the ensemble forward in pieces of rows whose widest activation of one member holds about
+# this many floats (128 rows at width 256), so that a piece's activations of all members stay in cache.
+MIN_CHUNK_ELEMENTS = 2**15
+# Rows per block of its grouped backward pass (benchmarks/actor_step.py).
+MIN_BLOCK_SIZE = 64
+
+
+def apply_q_min(module: QFunction, params, observations, actions, chunk_elements: int = MIN_CHUNK_ELEMENTS,
+                block_size: int = MIN_BLOCK_SIZE):
+    """min over the members of a stacked `QFunction` ensemble -> (B,), differentiable with respect to `actions`.
+
+    The value is `apply_q_ensemble(module, params, observations, actions).min(axis=0)` for observations (B, obs_dim)
+    and actions (B, action_dim). The gradient with respect to the actions is that of the same expression: the
+    min's gradient flows, row by row, into the member that attains it only, so the backward pass runs one member per
+    row instead of every member. The parameters and observations enter as constants (no gradient flows to them),
+    as in the actor's loss, where the critics are fixed and the observations are data. If several members tie for a
+    row's minimum, the gradient is the first one's (autodiff of `min` would average theirs).
+
+    Forward: every member on every row, in pieces of rows (`chunk_elements`), keeping for each row only its
+    minimising member's hidden activations. Backward: the grouped matmul of mixture-of-experts kernels: rows
+    grouped by member, each group padded to whole blocks of `block_size` rows, every block multiplied by its own
+    member's transposed weights in one batched matmul per layer, the result read back in the rows' order.
     """
-    rows, num_members = actions.shape[0], ensemble_size(params)
-    blocks = selected_blocks_bound(rows, num_members, block_size)
-    position, source, block_member = block_layout(members, num_members, block_size, blocks)
-    block_params = take_members(params, block_member)  # (blocks, ...): each block's member
-    to_blocks = lambda x: x[source].reshape(blocks, block_size, x.shape[-1])
-    x = jnp.concatenate([to_blocks(observations), to_blocks(actions)], axis=-1)
-    mlp = block_params["params"]["MLP_0"]
+    if observations.ndim != 2 or actions.ndim != 2 or observations.shape[0] != actions.shape[0]:
+        raise ValueError(f"apply_q_min takes observations (B, obs_dim) and actions (B, action_dim); got "
+                         f"{observations.shape} and {actions.shape}")
+    return _q_min(module, chunk_elements, block_size, jax.lax.stop_gradient(params),
+                  jax.lax.stop_gradient(observations), actions)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _q_min(module, chunk_elements, block_size, params, observations, actions):
+    return _q_min_fwd(module, chunk_elements, block_size, params, observations, actions)[0]
+
+
+def _q_min_fwd(module, chunk_elements, block_size, params, observations, actions):
+    rows = actions.shape[0]
+    piece = max(1, chunk_elements // max(module.hidden_dims))
+    if rows <= 2 * piece:
+        q, member, kept = q_min_piece(module, params, observations, actions)
+    else:  # pieces of `piece` rows, the last one padded with zero rows (their results are dropped)
+        pieces = -(-rows // piece)
+        split = lambda x: jnp.pad(x, ((0, pieces * piece - rows), (0, 0))).reshape(pieces, piece, x.shape[-1])
+        out = jax.lax.map(lambda xs: q_min_piece(module, params, *xs), (split(observations), split(actions)))
+        q, member, kept = jax.tree_util.tree_map(lambda x: x.reshape(pieces * piece, *x.shape[2:])[:rows], out)
+    return q, (params, observations, member, kept)
+
+
+def q_min_piece(module: QFunction, params, observations, actions):
+    """`q_ensemble` on a piece of rows -> (min over members (B,), argmin (B,), per hidden layer the argmin member's
+    input to LayerNorm + ReLU and its output (B, width) each; the output only without LayerNorm)."""
+    mlp = params["params"]["MLP_0"]
+    x, layers = None, []
     for i in range(len(module.hidden_dims)):
-        x = ensemble_dense(mlp[f"Dense_{i}"], x)
+        dense = mlp[f"Dense_{i}"]
+        h = first_dense(dense, observations, actions) if i == 0 else ensemble_dense(dense, x)
         if module.layer_norm:
             norm = mlp[f"LayerNorm_{i}"]
-            x = layer_norm_relu(x, member_axis_first(norm["scale"], x.ndim), member_axis_first(norm["bias"], x.ndim))
+            x = layer_norm_relu(h, member_axis_first(norm["scale"], h.ndim), member_axis_first(norm["bias"], h.ndim))
+            layers.append((h, x))
         else:
-            x = nn.relu(x)
-    q = ensemble_dense(block_params["params"]["Dense_0"], x)[..., 0]  # (blocks, block_size)
-    return q.reshape(-1)[position]
+            x = nn.relu(h)
+            layers.append((x,))
+    q = ensemble_dense(params["params"]["Dense_0"], x)[..., 0]  # (members, B)
+    member = jnp.argmin(q, axis=0)
+    pick = lambda t: jnp.take_along_axis(t, member[None, :, None], axis=0)[0]
+    return q.min(axis=0), member, [tuple(pick(t) for t in layer) for layer in layers]
+
+
+def _q_min_bwd(module, chunk_elements, block_size, residuals, g):
+    params, observations, member, kept = residuals
+    rows, members = member.shape[0], ensemble_size(params)
+    blocks = selected_blocks_bound(rows, members, block_size)
+    position, source, block_member = block_layout(member, members, block_size, blocks)
+
+    def grouped_transposed(dh, kernel):
+        """Row b of dh (B, out) times kernel[member[b]]^T, kernel (members, in, out) -> (B, in)."""
+        dx = jnp.einsum("nbo,nio->nbi", dh[source].reshape(blocks, block_size, -1), kernel[block_member])
+        return dx.reshape(blocks * block_size, -1)[position]
+
+    p = params["params"]
+    dx = g[:, None] * p["Dense_0"]["kernel"][member, :, 0]  # d q / d (last hidden output), (B, width)
+    for i in reversed(range(len(module.hidden_dims))):
+        if module.layer_norm:
+            h, x = kept[i]
+            norm = p["MLP_0"][f"LayerNorm_{i}"]
+            scale, bias = norm["scale"][member], norm["bias"][member]
+            dh = _layer_norm_relu_bwd((h, *layer_norm_statistics(h), scale, bias, x), dx)[0]
+        else:
+            dh = jnp.where(kept[i][0] > 0, dx, 0.0)
+        kernel = p["MLP_0"][f"Dense_{i}"]["kernel"]
+        if i == 0:
+            kernel = kernel[:, observations.shape[-1]:]  # the actions' rows of the first layer
+        dx = grouped_transposed(dh, kernel)
+    zeros = lambda t: jax.tree_util.tree_map(jnp.zeros_like, t)
+    return zeros(params), jnp.zeros_like(observations), dx
+
+
+_q_min.defvjp(_q_min_fwd, _q_min_bwd)
 
 
 def selected_blocks_bound(rows: int, num_members: int, block_size: int) -> int:
@@ -316,19 +395,19 @@ def selected_blocks_bound(rows: int, num_members: int, block_size: int) -> int:
 
 
 def block_layout(members, num_members: int, block_size: int, blocks: int):
-    """Where each row goes when rows are grouped by member in whole blocks.
+    """Where each row goes when rows are grouped by member in whole blocks of `block_size`.
 
-    -> (position (B,): the row's slot in the (blocks * block_size) padded layout,
-        source (blocks * block_size,): the row in each slot (0 in padding slots),
-        block_member (blocks,): the member of each block (the last member for unused trailing blocks)).
-    Groups appear in member order, rows in their original order within a group (no sort: a running count).
+    -> (position (B,): the row's slot in the padded layout of `blocks * block_size` slots,
+        source (blocks * block_size,): the row in each slot (row 0 in padding slots),
+        block_member (blocks,): each block's member (the last member for trailing unused blocks)).
+    Groups come in member order, rows in their original order within a group (a running count, no sort).
     """
     one_hot = members[:, None] == jnp.arange(num_members)  # (B, members)
     rank = jnp.take_along_axis(jnp.cumsum(one_hot, axis=0), members[:, None], axis=1)[:, 0] - 1
-    counts = one_hot.sum(axis=0)
-    group_blocks = (counts + block_size - 1) // block_size
+    group_blocks = (one_hot.sum(axis=0) + block_size - 1) // block_size
     block_end = jnp.cumsum(group_blocks)
     position = (block_end - group_blocks)[members] * block_size + rank
-    source = jnp.zeros(blocks * block_size, jnp.int32).at[position].set(jnp.arange(members.shape[0], dtype=jnp.int32))
+    rows = jnp.arange(members.shape[0], dtype=jnp.int32)
+    source = jnp.zeros(blocks * block_size, jnp.int32).at[position].set(rows)
     block_member = jnp.minimum(jnp.searchsorted(block_end, jnp.arange(blocks), side="right"), num_members - 1)
     return position, source, block_member
