@@ -108,9 +108,10 @@ def cmd_tasks(args) -> None:
         families = sorted({r["family"] for r in rows})
         C.choose("family", args.family, families)
         rows = [r for r in rows if r["family"] == args.family]
+    width = max((len(r["name"]) for r in rows), default=0)
     for row in rows:
-        present = "yes" if row["dataset_present"] else "no"
-        print(f"{row['name']:<48} {row['family']:<13} env {row['env_id']:<40} dataset: {present}")
+        present = "yes" if row["dataset_present"] else "no "
+        print(f"{row['name']:<{width}} {row['family']:<13} dataset: {present}  env {row['env_id']}")
         if not row["dataset_present"] and args.verbose:
             print(f"    {row['how_to_get']}")
     if not args.verbose:

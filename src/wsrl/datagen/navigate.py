@@ -5,8 +5,9 @@ cells) gives a direction, a low-level controller follows it, with Gaussian actio
 - ant mazes: a goal-direction ("ant-xy") agent acts on the ant's state without its x-y position, plus the
   direction; train one with `wsrl finetune --task ant-xy-v0 --method sac-fast` and pass its checkpoint.
 
-`navigate` episodes (1,000 steps) start in a random cell and head for a random junction cell, with a new one
-each time it is reached; `stitch` episodes (200 steps) head for a cell 4 steps away and stay there. Rewards are
+`navigate` episodes (1,000 steps; 2,000 in the giant mazes) start in a random cell and head for a random junction
+cell, with a new one each time it is reached; `stitch` episodes (200 steps) head for a cell 4 steps away and stay
+there; `explore` episodes (500 steps, action noise 1.0) follow a random direction redrawn every 10 steps. Rewards are
 those the singletask environment returns, which scores the state each transition starts from; `terminals` marks
 a transition that starts solved while the trajectory goes on.
 """
@@ -24,9 +25,11 @@ from wsrl.errors import ConfigError
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks.envs import ogbench_env_names
 
-EPISODE_STEPS = {"navigate": 1000, "stitch": 200}
+EPISODE_STEPS = {"navigate": 1000, "stitch": 200, "explore": 500}
 STITCH_CELLS = 4
+EXPLORE_INTERVAL = 10  # steps between two random directions of an explore episode
 DEFAULT_NOISE = {"point": 0.5, "ant": 0.2}
+EXPLORE_NOISE = 1.0
 
 
 def body_of(task_env_id: str) -> str:
@@ -34,6 +37,16 @@ def body_of(task_env_id: str) -> str:
     if body not in DEFAULT_NOISE:
         raise ConfigError(f"recipe 'navigate' covers OGBench point and ant mazes, not {task_env_id!r}")
     return body
+
+
+def kind_of(task_env_id: str) -> str:
+    """The dataset type a task name carries: stitch, explore or navigate."""
+    return next((k for k in ("stitch", "explore") if f"-{k}-" in task_env_id), "navigate")
+
+
+def episode_steps(task_env_id: str, kind: str) -> int:
+    """OGBench's episode lengths: navigate episodes in the giant mazes are twice as long."""
+    return 2 * EPISODE_STEPS[kind] if kind == "navigate" and "-giant-" in task_env_id else EPISODE_STEPS[kind]
 
 
 def maze_cells(maze_map: np.ndarray) -> tuple[list, list]:
@@ -55,7 +68,7 @@ def pick(cells: list, rng: np.random.Generator) -> tuple[int, int]:
 
 def episode_cells(kind: str, maze_map: np.ndarray, free: list, junctions: list, rng) -> tuple[tuple, tuple]:
     start = pick(free, rng)
-    if kind == "navigate":
+    if kind in ("navigate", "explore"):  # (an explore episode's goal only sets the environment's task)
         return start, pick(junctions, rng)
     dist = distances_to((maze_map != 0).astype(int), start)
     ring = [c for c in free if dist[c] == STITCH_CELLS]
@@ -75,9 +88,15 @@ def run_episode(env, low_level: Callable, kind: str, noise: float, steps: int, c
     start, goal = episode_cells(kind, maze_map, *cells, rng)
     obs, _ = env.reset(seed=seed, options={"task_info": {"init_ij": start, "goal_ij": goal}})
     rows = {k: [] for k in ("observations", "actions", "next_observations", "qpos", "qvel", "prev_qpos", "prev_qvel")}
-    for _ in range(steps):
+    direction = None
+    for step in range(steps):
+        if kind != "explore":
+            direction = subgoal_direction(env)
+        elif step % EXPLORE_INTERVAL == 0:
+            d = rng.standard_normal(2)
+            direction = d / (np.linalg.norm(d) + 1e-6)
         state = env.unwrapped.get_ob(ob_type="states")
-        action = np.asarray(low_level(state, subgoal_direction(env), rng), np.float64)
+        action = np.asarray(low_level(state, direction, rng), np.float64)
         action = np.clip(action + noise * rng.standard_normal(action.shape), -1, 1)
         next_obs, _, _, _, info = env.step(action)
         if info["success"] and kind == "navigate":
@@ -114,8 +133,8 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
     if body == "point" and policy_fn is not None:
         raise ConfigError("point mazes follow the sub-goal direction directly; they take no --checkpoint")
     low_level = point_controller if body == "point" else ant_controller(policy_fn)
-    noise = DEFAULT_NOISE[body] if noise is None else noise
-    kind = "stitch" if "-stitch-" in task_env_id else "navigate"
+    kind = kind_of(task_env_id)
+    noise = (EXPLORE_NOISE if kind == "explore" else DEFAULT_NOISE[body]) if noise is None else noise
     with global_numpy_seed(seed):  # the maze draws its start noise from NumPy's global generator
         episodes = _episodes(task_env_id, kind, low_level, steps, seed, noise, progress)
         return join_and_label(episodes, task_env_id), noise
@@ -124,17 +143,18 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
 def _episodes(task_env_id: str, kind: str, low_level: Callable, steps: int, seed: int, noise: float,
               progress: bool) -> list[dict]:
     name = ogbench_env_names(task_env_id)[0]
-    env = gym.make(name, terminate_at_goal=False, max_episode_steps=EPISODE_STEPS[kind] + 1)
+    length = episode_steps(task_env_id, kind)
+    env = gym.make(name, terminate_at_goal=False, max_episode_steps=length + 1)
     cells = maze_cells(env.unwrapped.maze_map)
     rng = np.random.default_rng(seed)
     episodes, done = [], 0
     bar = progress_bar(steps, enabled=progress, label="datagen")
     bar.set_postfix_str("generating", refresh=False)
     while done < steps:
-        length = min(EPISODE_STEPS[kind], steps - done)
-        episodes.append(run_episode(env, low_level, kind, noise, length, cells, rng,
-                                    episode_seed(seed, len(episodes), 0x0A7E)))
-        done += length
-        bar.update(length)
+        n = min(length, steps - done)
+        episodes.append(run_episode(env, low_level, kind, noise, n, cells, rng, episode_seed(seed, len(episodes),
+                                                                                             0x0A7E)))
+        done += n
+        bar.update(n)
     bar.close()
     return episodes

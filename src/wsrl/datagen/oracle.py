@@ -4,7 +4,11 @@ cube, press a button, open a drawer or window) whenever the oracle finishes one,
 
 - `play`: the plan oracle (keyframes with temporally correlated noise, `noise` = 0.1 by default);
 - `noisy`: the closed-loop Markov oracle plus Gaussian action noise of std ~ U(0, `noise`) per episode, scaled
-  (1, 1, 1, 3, 10) over (x, y, z, yaw, gripper).
+  (1, 1, 1, 3, 10) over (x, y, z, yaw, gripper), and a uniform random action in place of the oracle's with
+  probability 0.1 (cube, scene) or 0.2 (puzzle), OGBench's `p_random_action`.
+
+Every cube (single to octuple), scene and puzzle (3x3 to 4x6) environment uses these oracles, as in OGBench; a
+cube target lands on another cube with OGBench's per-episode probability for the number of cubes.
 
 Rewards are those of the singletask task: OGBench's `relabel_dataset` applied to the state each transition
 starts from, as the singletask environment scores it online (before the action); `terminals` marks a transition
@@ -23,6 +27,7 @@ from wsrl.tasks.envs import ogbench_env_names
 
 KINDS = ("play", "noisy")
 EPISODE_STEPS = 1000
+RANDOM_ACTION = {"puzzle": 0.2}  # noisy data: how often a random action replaces the oracle's (else 0.1)
 
 
 def make_oracles(collection_env_name: str, env, kind: str, noise: float) -> dict:
@@ -59,6 +64,11 @@ def stack_probability(collection_env_name: str) -> float:
     return 0.5
 
 
+def random_action_probability(collection_env_name: str, kind: str) -> float:
+    """OGBench's `p_random_action` of its noisy datasets (play data has none)."""
+    return RANDOM_ACTION.get(collection_env_name.split("-")[0], 0.1) if kind == "noisy" else 0.0
+
+
 def healthy(collection_env_name: str, qpos: np.ndarray) -> bool:
     """Scene episodes whose cube leaves the visible table (other than into the drawer) are redone, as OGBench
     does."""
@@ -75,14 +85,18 @@ def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name
     obs, info = env.reset(seed=seed)
     p_stack = stack_probability(name)
     xi = np.random.uniform(0, noise) if kind == "noisy" else 0.0
+    p_random = random_action_probability(name, kind)
     oracle = oracles[info["privileged/target_task"]]
     oracle.reset(obs, info)
     rows = {k: [] for k in ("observations", "actions", "next_observations", *STATE_KEYS,
                             *(f"prev_{k}" for k in STATE_KEYS))}
     for _ in range(steps):
-        action = np.asarray(oracle.select_action(obs, info), np.float64)
-        if kind == "noisy":
-            action = action + np.random.normal(0, [xi, xi, xi, xi * 3, xi * 10], action.shape)
+        if p_random > 0 and np.random.rand() < p_random:
+            action = np.random.uniform(-1, 1, env.action_space.shape)
+        else:
+            action = np.asarray(oracle.select_action(obs, info), np.float64)
+            if kind == "noisy":
+                action = action + np.random.normal(0, [xi, xi, xi, xi * 3, xi * 10], action.shape)
         action = np.clip(action, -1, 1)
         next_obs, _, _, _, info = env.step(action)
         if oracle.done:

@@ -25,7 +25,7 @@ def data_dir() -> Path:
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
-    family: str  # antmaze, kitchen, adroit, locomotion, pointmaze, manipulation
+    family: str  # antmaze, kitchen, adroit, locomotion, pointmaze, humanoidmaze, antsoccer, manipulation
     env_id: str
     factory: Callable = dataclasses.field(repr=False)
     max_episode_steps: int
@@ -99,11 +99,93 @@ OGBENCH_NPZ = "OGBench's own .npz files load too (pass --dataset FILE.npz); rewa
 D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly; nothing is downloaded."
 
 
+# ---- OGBench: every single-task environment OGBench registers -----------------------------------------------
+# `import ogbench` registers `<env>-singletask-task<n>-v0` (n = 1..5) and `<env>-singletask-v0`, its alias of the
+# environment's default task. A task name adds the dataset type, as OGBench's own dataset names do
+# (`<env>-<type>-singletask-task<n>-v0`, what `ogbench.make_env_and_datasets` takes). The package holds no list of
+# its datasets, so the types come from the datasets OGBench publishes (its data_gen_scripts/commands.sh):
+# kind (the name's first word) -> (family, dataset types).
+OGBENCH_KINDS = {
+    "pointmaze": ("pointmaze", ("navigate", "stitch")),
+    "antmaze": ("antmaze", ("navigate", "stitch", "explore")),
+    "humanoidmaze": ("humanoidmaze", ("navigate", "stitch")),
+    "antsoccer": ("antsoccer", ("navigate", "stitch")),
+    "cube": ("manipulation", ("play", "noisy")),
+    "scene": ("manipulation", ("play", "noisy")),
+    "puzzle": ("manipulation", ("play", "noisy")),
+}
+# OGBench publishes explore data for its medium, large and teleport ant mazes only. The two environments it
+# registers without a published 1M dataset, humanoidmaze-teleport and cube-octuple (a 100M play set only), take
+# their kind's types: cube-octuple's data comes from the oracle recipe, humanoidmaze-teleport's from elsewhere.
+OGBENCH_UNPUBLISHED = {("antmaze-giant", "explore")}
+OGBENCH_NO_DATASET = ("humanoidmaze-teleport",)
+
+
+def ogbench_singletask_specs() -> list:
+    """The gymnasium specs of OGBench's single-task environments with flat observations, in registration order.
+    `visual-*` environments are left out: their observations are images, which wsrl's networks (and the
+    user-environment path) do not take."""
+    import gymnasium as gym
+
+    import ogbench  # noqa: F401  (registers its environments)
+    return [spec for env_id, spec in gym.registry.items()
+            if "singletask" in env_id.split("-") and not env_id.startswith("visual-")]
+
+
+def _ogbench_source_hint(name: str, family: str, env: str, dataset: str) -> str:
+    file = f"{env}-{dataset}-v0"
+    if family == "antmaze":  # the ant's walker is trained here
+        return ("Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 --method sac-fast`), then "
+                f"`wsrl datagen --task {name} --recipe navigate --checkpoint RUN/checkpoint`. " + OGBENCH_NPZ)
+    if env in OGBENCH_NO_DATASET:
+        return (f"OGBench publishes no {env} dataset: pass --dataset FILE with the qpos of each row (OGBench's "
+                f"data_gen_scripts/generate_locomaze.py makes one with its humanoid goal-direction agent).")
+    walker = {"humanoidmaze": "a humanoid goal-direction agent (SAC, 40M steps)",
+              "antsoccer": "an ant goal-direction agent and an ant ball-dribbling agent (SAC, 12M steps)"}
+    if family in walker:
+        return (f"Use OGBench's {file}.npz (`ogbench.download_datasets(['{file}'])`, then --dataset FILE.npz; "
+                f"rewards are computed from its qpos): OGBench made it with {walker[family]}, which wsrl does not "
+                f"train.")
+    return OGBENCH_NPZ
+
+
+def ogbench_tasks() -> list[Task]:
+    """One task per OGBench single-task environment (tasks 1..5 and the default-task alias) and dataset type,
+    grouped by environment. Mazes and ant soccer reward -1 per step and 0 at the goal (the ball's goal in ant
+    soccer), scaled to {-5, 5} with the antmaze preset; manipulation rewards -(sub-goals not yet satisfied), 0 when
+    all are, unscaled with the kitchen preset. Horizons are the ones OGBench registers."""
+    by_env: dict[str, list] = {}
+    for spec in ogbench_singletask_specs():
+        parts = spec.id.split("-")
+        pos = parts.index("singletask")
+        by_env.setdefault("-".join(parts[:pos]), []).append(("-".join(parts[pos:]), spec.max_episode_steps))
+    tasks = []
+    for env, suffixes in by_env.items():
+        if env.split("-")[0] not in OGBENCH_KINDS:
+            continue  # a kind this table does not know (a newer OGBench); tests/test_ogbench_registry.py notices
+        family, types = OGBENCH_KINDS[env.split("-")[0]]
+        recipe = {"pointmaze": "navigate", "manipulation": "oracle"}.get(family)
+        reward = dict(reward_transform=IDENTITY, sparse_negative_reward=None, preset="kitchen") \
+            if family == "manipulation" else dict(reward_transform=SPARSE_M10, sparse_negative_reward=-5.0,
+                                                  preset="antmaze")
+        for dataset in types:
+            if (env, dataset) in OGBENCH_UNPUBLISHED:
+                continue
+            for suffix, horizon in sorted(suffixes, key=lambda s: (s[0] == "singletask-v0", s[0])):
+                name = f"{env}-{dataset}-{suffix}"
+                tasks.append(Task(name=name, family=family, env_id=name,
+                                  factory=functools.partial(envs.ogbench_singletask, name),
+                                  max_episode_steps=horizon, **reward, metric="success", ref_min_return=0.0,
+                                  ref_max_return=1.0, datagen_recipe=recipe,
+                                  source_hint=_ogbench_source_hint(name, family, env, dataset),
+                                  reward_fn=functools.partial(envs.ogbench_transition_rewards, name)))
+    return tasks
+
+
 def _tasks() -> list[Task]:
     # Keywords shared by many rows.
     success = dict(metric="success", ref_min_return=0.0, ref_max_return=1.0)
     sparse_maze = dict(sparse_negative_reward=-5.0, **success, preset="antmaze")
-    ogbench_maze = dict(max_episode_steps=1000, reward_transform=SPARSE_M10, **sparse_maze)
     locomotion = dict(family="locomotion", max_episode_steps=1000, reward_transform=IDENTITY,
                       sparse_negative_reward=None, metric="normalized_return", preset="locomotion")
 
@@ -116,36 +198,12 @@ def _tasks() -> list[Task]:
                   env_id="PointMaze_UMaze-v3 (fixed start and goal), each action held for 4 steps",
                   factory=functools.partial(envs.repeated, envs.pointmaze_umaze, 4), max_episode_steps=75,
                   reward_transform=SPARSE_01, **sparse_maze, datagen_recipe="maze-planner")]
-    for maze in ("medium", "large"):
-        for kind in ("navigate", "stitch"):
-            for i in range(1, 6):
-                env_id = f"pointmaze-{maze}-{kind}-singletask-task{i}-v0"
-                tasks.append(Task(name=env_id, family="pointmaze", env_id=env_id,
-                                  factory=functools.partial(envs.ogbench_singletask, env_id), **ogbench_maze,
-                                  datagen_recipe="navigate", source_hint=OGBENCH_NPZ,
-                                  reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
-        for i in range(1, 6):
-            env_id = f"antmaze-{maze}-navigate-singletask-task{i}-v0"
-            tasks.append(Task(name=env_id, family="antmaze", env_id=env_id,
-                              factory=functools.partial(envs.ogbench_singletask, env_id), **ogbench_maze,
-                              datagen_recipe=None,
-                              source_hint="Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 "
-                                          "--method sac-fast`), then `wsrl datagen --task "
-                                          f"{env_id} --recipe navigate --checkpoint RUN/checkpoint`. " + OGBENCH_NPZ,
-                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
+    tasks += ogbench_tasks()
     # The goal-direction task OGBench trained its ants' low-level agent on; 100 = 1 m/s along the direction.
     tasks.append(Task(name="ant-xy-v0", env_id="online-ant-v0 + goal direction", factory=envs.ant_goal_direction,
                       **locomotion, ref_min_return=0.0, ref_max_return=100.0, datagen_recipe=None,
                       source_hint="Online only: train with `wsrl finetune --task ant-xy-v0 --method sac-fast`; its "
                                   "checkpoint drives `wsrl datagen --recipe navigate` on the ant mazes."))
-    for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
-        for i in range(1, 6):
-            env_id = f"{scene}-singletask-task{i}-v0"
-            tasks.append(Task(name=env_id, family="manipulation", env_id=env_id,
-                              factory=functools.partial(envs.ogbench_singletask, env_id), max_episode_steps=horizon,
-                              reward_transform=RewardTransform(), sparse_negative_reward=None, **success,
-                              preset="kitchen", datagen_recipe="oracle", source_hint=OGBENCH_NPZ,
-                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
     # The paper's D4RL tasks, on modern environments (D4RL antmaze -> OGBench's ant and mazes).
     for maze, ds in (("medium", "play"), ("medium", "diverse"), ("large", "play"), ("large", "diverse")):
         env_id = f"antmaze-{maze}-navigate-singletask-task1-v0"
