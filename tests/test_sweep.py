@@ -194,7 +194,9 @@ def test_tiny_sweep_on_ray_survives_a_killed_run(tmp_path):
     options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
     sweep_file.write_text(f'root = "{root}"\ntasks = ["{MAZE}", "{PLAIN}"]\nseeds = [0, 1]\n[methods.wsrl]\n'
                           f'warmup_steps = 100\n[data]\nsteps = 2000\n[options]\n{options}\n')
-    command = [sys.executable, "-m", "wsrl", "sweep", str(sweep_file), "--num-cpus", "2", "--quiet"]
+    # One job at a time: the second task's jobs load the first's compiled functions from the shared cache, and the
+    # sweep leaves the other test worker a core.
+    command = [sys.executable, "-m", "wsrl", "sweep", str(sweep_file), "--num-cpus", "1", "--quiet"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     victim = root / MAZE / "wsrl" / "seed0"
     deadline = time.monotonic() + 1800  # about 2 minutes on an idle 2-core machine; far longer under load

@@ -2,7 +2,9 @@
 
 Critic ensembles are plain stacks of parameters (leading axis = member), so a random subset of members can be
 evaluated by slicing the stack (no wasted forward passes on the members not used). `apply_ensemble` applies any
-module's stack with `jax.vmap`; `apply_q_ensemble` is the fast, equivalent evaluation of a `QFunction` stack.
+module's stack with `jax.vmap`; `apply_q_ensemble` is the fast, equivalent evaluation of a `QFunction` stack, and
+`apply_q_min` its minimum over the members with the gradient (w.r.t. the actions) through each row's minimising
+member only (the actor's loss).
 """
 
 from __future__ import annotations
@@ -283,51 +285,64 @@ def take_members(params, indices):
     return jax.tree_util.tree_map(lambda p: p[indices], params)
 
 
-
 # ---- the ensemble's minimum, differentiated through each row's minimising member only ------------------------
 
-# `apply_q_min` evaluates the ensemble forward in pieces of rows whose widest activation of one member holds about
-# this many floats (128 rows at width 256), so that a piece's activations of all members stay in cache.
-MIN_CHUNK_ELEMENTS = 2**15
-# Rows per block of its grouped backward pass (benchmarks/actor_step.py).
-MIN_BLOCK_SIZE = 64
+# `apply_q_min` groups the backward pass from `MIN_GROUPED_MEMBERS` members on (with 2 members it was no faster
+# than plain autodiff; with 3 and more it was faster at every task family's size), runs the ensemble forward on
+# pieces of about `MIN_PIECE_SIZE` rows x members (256 states of 10 critics; 128 to 512 states were within noise
+# of each other at width 256, 128 slower at width 512; 2 critics were faster unsplit) and the grouped backward
+# pass on blocks of `MIN_BLOCK_SIZE` rows (XLA:CPU multiplies 64-row blocks at a third of the rate of 128-row ones;
+# 256-row blocks were as fast at width 256 and slower at width 512 with 10 members). Measured with
+# benchmarks/actor_step.py (docs/performance.md).
+MIN_GROUPED_MEMBERS = 3
+MIN_PIECE_SIZE = 2560
+MIN_BLOCK_SIZE = 128
 
 
-def apply_q_min(module: QFunction, params, observations, actions, chunk_elements: int = MIN_CHUNK_ELEMENTS,
-                block_size: int = MIN_BLOCK_SIZE):
+def apply_q_min(module: QFunction, params, observations, actions, grouped: bool | None = None,
+                piece_size: int = MIN_PIECE_SIZE, block_size: int = MIN_BLOCK_SIZE):
     """min over the members of a stacked `QFunction` ensemble -> (B,), differentiable with respect to `actions`.
 
     The value is `apply_q_ensemble(module, params, observations, actions).min(axis=0)` for observations (B, obs_dim)
-    and actions (B, action_dim). The gradient with respect to the actions is that of the same expression: the
-    min's gradient flows, row by row, into the member that attains it only, so the backward pass runs one member per
-    row instead of every member. The parameters and observations enter as constants (no gradient flows to them),
-    as in the actor's loss, where the critics are fixed and the observations are data. If several members tie for a
-    row's minimum, the gradient is the first one's (autodiff of `min` would average theirs).
+    and actions (B, action_dim), to float32 rounding (the forward pass runs in pieces of rows, whose matmul sums
+    can round differently in the last bit). The gradient with respect to the actions is that of the same
+    expression, to the same rounding: the min's gradient flows, row by row, into the member that attains it only,
+    so the backward pass runs one member per row instead of every member. The parameters and observations enter
+    as constants (no gradient flows to them), as in the actor's loss, where the critics are fixed and the
+    observations are data. If several members tie for a row's minimum, the gradient is the first one's (autodiff
+    of `min` would average theirs).
 
-    Forward: every member on every row, in pieces of rows (`chunk_elements`), keeping for each row only its
+    Forward: every member on every row, in equal pieces of at most `piece_size` rows x members (the last one
+    padded), one after another so that a piece's activations stay in cache, keeping for each row only its
     minimising member's hidden activations. Backward: the grouped matmul of mixture-of-experts kernels: rows
     grouped by member, each group padded to whole blocks of `block_size` rows, every block multiplied by its own
     member's transposed weights in one batched matmul per layer, the result read back in the rows' order.
+    `grouped=None` does this from `MIN_GROUPED_MEMBERS` members on and plain autodiff through every member below
+    (True / False: always / never); the values and gradients are the same either way.
     """
     if observations.ndim != 2 or actions.ndim != 2 or observations.shape[0] != actions.shape[0]:
         raise ValueError(f"apply_q_min takes observations (B, obs_dim) and actions (B, action_dim); got "
                          f"{observations.shape} and {actions.shape}")
-    return _q_min(module, chunk_elements, block_size, jax.lax.stop_gradient(params),
-                  jax.lax.stop_gradient(observations), actions)
+    params, observations = jax.lax.stop_gradient(params), jax.lax.stop_gradient(observations)
+    if grouped is None:
+        grouped = ensemble_size(params) >= MIN_GROUPED_MEMBERS
+    if not grouped:
+        return apply_q_ensemble(module, params, observations, actions).min(axis=0)
+    return _q_min(module, piece_size, block_size, params, observations, actions)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _q_min(module, chunk_elements, block_size, params, observations, actions):
-    return _q_min_fwd(module, chunk_elements, block_size, params, observations, actions)[0]
+def _q_min(module, piece_size, block_size, params, observations, actions):
+    return _q_min_fwd(module, piece_size, block_size, params, observations, actions)[0]
 
 
-def _q_min_fwd(module, chunk_elements, block_size, params, observations, actions):
+def _q_min_fwd(module, piece_size, block_size, params, observations, actions):
     rows = actions.shape[0]
-    piece = max(1, chunk_elements // max(module.hidden_dims))
-    if rows <= 2 * piece:
+    pieces = -(-rows * ensemble_size(params) // piece_size)
+    if pieces <= 1:
         q, member, kept = q_min_piece(module, params, observations, actions)
-    else:  # pieces of `piece` rows, the last one padded with zero rows (their results are dropped)
-        pieces = -(-rows // piece)
+    else:  # the last piece padded with zero rows (their results are dropped)
+        piece = -(-rows // pieces)
         split = lambda x: jnp.pad(x, ((0, pieces * piece - rows), (0, 0))).reshape(pieces, piece, x.shape[-1])
         out = jax.lax.map(lambda xs: q_min_piece(module, params, *xs), (split(observations), split(actions)))
         q, member, kept = jax.tree_util.tree_map(lambda x: x.reshape(pieces * piece, *x.shape[2:])[:rows], out)
@@ -355,7 +370,7 @@ def q_min_piece(module: QFunction, params, observations, actions):
     return q.min(axis=0), member, [tuple(pick(t) for t in layer) for layer in layers]
 
 
-def _q_min_bwd(module, chunk_elements, block_size, residuals, g):
+def _q_min_bwd(module, piece_size, block_size, residuals, g):
     params, observations, member, kept = residuals
     rows, members = member.shape[0], ensemble_size(params)
     blocks = selected_blocks_bound(rows, members, block_size)
