@@ -188,17 +188,25 @@ def num_chunks(module: QFunction, actions, chunk_elements: int | None) -> int:
 
 def q_ensemble(module: QFunction, params, observations, actions):
     """`apply_q_ensemble` in one piece."""
+    return q_ensemble_layers(module, params, observations, actions)[0]
+
+
+def q_ensemble_layers(module: QFunction, params, observations, actions):
+    """`q_ensemble` -> (Q (members, ...), per hidden layer its input to LayerNorm + ReLU and its output, or only
+    its output without LayerNorm)."""
     mlp = params["params"]["MLP_0"]
-    x = None
+    x, layers = None, []
     for i in range(len(module.hidden_dims)):
         dense = mlp[f"Dense_{i}"]
-        x = first_dense(dense, observations, actions) if i == 0 else ensemble_dense(dense, x)
+        h = first_dense(dense, observations, actions) if i == 0 else ensemble_dense(dense, x)
         if module.layer_norm:
             norm = mlp[f"LayerNorm_{i}"]
-            x = layer_norm_relu(x, member_axis_first(norm["scale"], x.ndim), member_axis_first(norm["bias"], x.ndim))
+            x = layer_norm_relu(h, member_axis_first(norm["scale"], h.ndim), member_axis_first(norm["bias"], h.ndim))
+            layers.append((h, x))
         else:
-            x = nn.relu(x)
-    return ensemble_dense(params["params"]["Dense_0"], x)[..., 0]
+            x = nn.relu(h)
+            layers.append((x,))
+    return ensemble_dense(params["params"]["Dense_0"], x)[..., 0], layers
 
 
 def member_axis_first(v, ndim: int):
@@ -352,19 +360,7 @@ def _q_min_fwd(module, piece_size, block_size, params, observations, actions):
 def q_min_piece(module: QFunction, params, observations, actions):
     """`q_ensemble` on a piece of rows -> (min over members (B,), argmin (B,), per hidden layer the argmin member's
     input to LayerNorm + ReLU and its output (B, width) each; the output only without LayerNorm)."""
-    mlp = params["params"]["MLP_0"]
-    x, layers = None, []
-    for i in range(len(module.hidden_dims)):
-        dense = mlp[f"Dense_{i}"]
-        h = first_dense(dense, observations, actions) if i == 0 else ensemble_dense(dense, x)
-        if module.layer_norm:
-            norm = mlp[f"LayerNorm_{i}"]
-            x = layer_norm_relu(h, member_axis_first(norm["scale"], h.ndim), member_axis_first(norm["bias"], h.ndim))
-            layers.append((h, x))
-        else:
-            x = nn.relu(h)
-            layers.append((x,))
-    q = ensemble_dense(params["params"]["Dense_0"], x)[..., 0]  # (members, B)
+    q, layers = q_ensemble_layers(module, params, observations, actions)  # q: (members, B)
     member = jnp.argmin(q, axis=0)
     pick = lambda t: jnp.take_along_axis(t, member[None, :, None], axis=0)[0]
     return q.min(axis=0), member, [tuple(pick(t) for t in layer) for layer in layers]
