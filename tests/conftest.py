@@ -13,6 +13,14 @@ MAZE_TASK = "pointmaze-umaze-v0"
 MIN_CACHED_COMPILE_SECONDS = 0.1
 
 
+def pytest_collection_modifyitems(items):
+    """Files holding end-to-end (`slow`) tests first. The two test workers take whole files in collection order
+    (`--dist loadfile --no-loadscope-reorder`), so the longest files start first and the workers finish together;
+    xdist's default order (most tests first) started them last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file keeps its order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
     """One on-disk XLA compilation cache for the session, also used by the runs that tests start in other

@@ -88,6 +88,7 @@ KILL_POINTS = {  # where inside the second snapshot the process is SIGKILLed
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_inside_a_pretraining_snapshot_resumes_to_identical_metrics(maze_dataset, reference, tmp_path,
                                                                             point):
@@ -100,6 +101,7 @@ def test_sigkill_inside_a_pretraining_snapshot_resumes_to_identical_metrics(maze
     assert metrics(resumed) == reference
 
 
+@pytest.mark.slow
 def test_sigkill_inside_a_finetuning_snapshot_resumes_to_identical_metrics(tmp_path):
     reference = metrics(finetune(FinetuneConfig(**finetune_options(tmp_path / "ref"))))
     options = finetune_options(tmp_path / "killed")

@@ -58,6 +58,7 @@ def read(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_end_to_end(finetuned, method):
     run = finetuned(method)

@@ -321,7 +321,9 @@ class Loop:
             results = common.evaluate(self.task, [lane.eval_envs for lane in self.lanes], self.learner,
                                       cfg.eval_episodes, seeds)
         for i, lane in enumerate(self.lanes):
-            online = lane.buffer.sample(np.random.default_rng(step), (cfg.batch_size,)) if len(lane.buffer) else None
+            # As many replay rows as held-out rows: both samples go through one compiled `measure`.
+            rows = len(lane.held_out["rewards"]) if lane.held_out is not None else cfg.batch_size
+            online = lane.buffer.sample(np.random.default_rng(step), (rows,)) if len(lane.buffer) else None
             diag = diagnostics(agents.seeds.member(self.learner, i), agents.seeds.member(self.pre, i), lane.held_out,
                                online, jax.random.PRNGKey(step))
             train = {f"train/{k}": float(v[i]) for k, v in (info or {}).items()}
