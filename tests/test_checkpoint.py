@@ -112,3 +112,30 @@ def test_missing_and_damaged_checkpoints(tmp_path, pretrained, copy_of):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
         checkpoint.load(path)
+
+
+def test_a_policy_checkpoint_acts_like_its_source_and_refuses_training(tmp_path, pretrained, capsys):
+    """`wsrl export-policy` keeps the policy's parameters alone: the policy acts exactly as the full checkpoint's,
+    the files are a fraction of the full checkpoint, and training from it is refused with the way out."""
+    import jax
+
+    from wsrl import cli
+    from wsrl.datagen import checkpoint_policy
+    agent, path = pretrained
+    out = tmp_path / "policy"
+    assert cli.main(["export-policy", str(path), str(out)]) == 0
+    assert f"wrote the policy checkpoint {out}" in capsys.readouterr().out
+    assert (out / checkpoint.POLICY_FILE).stat().st_size * 5 < (path / checkpoint.AGENT_FILE).stat().st_size
+    acting = checkpoint.load_acting(out, obs_dim=OBS, action_dim=ACT)
+    assert leaves_equal(acting.actor.params, agent.actor.params)
+    obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32)
+    for a, b in zip(jax.tree_util.tree_leaves(agents.sample_actions(acting, obs, jax.random.PRNGKey(3))),
+                    jax.tree_util.tree_leaves(agents.sample_actions(agent, obs, jax.random.PRNGKey(3)))):
+        np.testing.assert_array_equal(a, b)
+    full, policy = checkpoint_policy(path, OBS, ACT), checkpoint_policy(out, OBS, ACT)
+    np.testing.assert_array_equal(full(obs[0], np.random.default_rng(1)), policy(obs[0], np.random.default_rng(1)))
+    with pytest.raises(checkpoint.CheckpointError, match="policy checkpoint .* needs the full checkpoint"):
+        checkpoint.load(out)
+    with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes"):
+        checkpoint.load_acting(out, obs_dim=OBS + 1, action_dim=ACT)
+    assert cli.main(["export-policy", str(path), str(out)]) == 2  # an existing policy is not overwritten

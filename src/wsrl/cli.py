@@ -186,6 +186,12 @@ def cmd_sweep(args) -> None:
                             f"the same command again: finished jobs are skipped and started runs resume")
 
 
+def cmd_export_policy(args) -> None:
+    from wsrl.io.checkpoint import export_policy
+    out = export_policy(args.checkpoint, args.out)
+    print(f"wrote the policy checkpoint {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.2f} MB)")
+
+
 def cmd_demo(args) -> None:
     from wsrl.demo import demo
     demo(Path(args.out), quick=args.quick, seeds=args.seeds)
@@ -280,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="results table: final and best score per method and task, IQM")
     p.add_argument("runs", nargs="+", help="run directories or folders containing them")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("export-policy", help="copy a checkpoint's policy alone (small, for `wsrl datagen "
+                       "--checkpoint`; not trainable)")
+    p.add_argument("checkpoint", help="a checkpoint directory (e.g. RUN/checkpoint)")
+    p.add_argument("out", help="the new policy checkpoint's directory")
+    p.set_defaults(func=cmd_export_policy)
     return parser
 
 

@@ -58,12 +58,13 @@ class NoisyPolicy:
 
 
 def checkpoint_policy(directory: str | Path, obs_dim: int, action_dim: int) -> Callable:
-    """A `policy_fn(obs, rng)` sampling the policy saved in a wsrl checkpoint (refused if its sizes do not fit)."""
+    """A `policy_fn(obs, rng)` sampling the policy saved in a wsrl checkpoint, full or policy-only (refused if
+    its sizes do not fit)."""
     import jax
 
     from wsrl import agents
     from wsrl.io import checkpoint
-    agent, _ = checkpoint.load(directory, obs_dim=obs_dim, action_dim=action_dim)
+    agent = checkpoint.load_acting(directory, obs_dim=obs_dim, action_dim=action_dim)
 
     def policy_fn(obs, rng):
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
