@@ -190,18 +190,17 @@ def test_point_maze_dataset_file_trains_its_task(tmp_path):
                  policy_fn=lambda obs, rng: np.zeros(2))
 
 
-def test_ant_maze_dataset_from_a_goal_direction_agent(tmp_path):
-    """The ant-maze recipe: an agent trained (here, briefly) on ant-xy-v0 walks the planner's directions."""
-    from wsrl.config import FinetuneConfig
-    from wsrl.train.online import finetune
-    run = finetune(FinetuneConfig(task="ant-xy-v0", method="sac-fast", steps=40, warmup_steps=20, eval_interval=40,
-                                  utd=1, num_critics=2, critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16),
-                                  batch_size=16, eval_episodes=1, diagnostic_samples=0, progress=False,
-                                  run_dir=str(tmp_path / "ant-xy")))
+def test_ant_maze_dataset_walked_by_the_shipped_walker(tmp_path):
+    """The ant-maze recipe without --checkpoint: the shipped goal-direction walker (trained here on ant-xy-v0)
+    follows the planner's directions across the maze, and the file's command names it."""
+    from wsrl.datagen import SHIPPED_ANT_WALKER
     task = "antmaze-medium-navigate-singletask-task1-v0"
-    with pytest.raises(ConfigError, match="ant-xy-v0"):
-        generate("navigate", task, tmp_path / "x.hdf5", steps=10, progress=False)
-    path = generate("navigate", task, tmp_path / "ant.hdf5", steps=300, seed=1, progress=False,
-                    checkpoint=run / "checkpoint")
+    path = generate("navigate", task, tmp_path / "ant.hdf5", steps=300, seed=1, progress=False)
     data = load_dataset(path)
     assert len(data) == 300 and data.obs_dim == 29 and data.act_dim == 8
+    with h5py.File(path) as f:
+        command, xy = f.attrs["command"], f["infos/next_qpos"][:, :2]
+    assert command.endswith(f"--checkpoint {SHIPPED_ANT_WALKER.resolve()}")
+    # It walks: farthest from its start within 300 steps, on seeds 1-3, the walker got 12.6-21.3 m, the same
+    # network untrained 1.3-2.8 m.
+    assert np.linalg.norm(xy - xy[0], axis=1).max() > 8.0

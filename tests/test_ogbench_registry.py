@@ -67,7 +67,7 @@ def test_row_fields_per_kind():
     assert get_task("cube-octuple-play-singletask-task3-v0").max_episode_steps == 1500
     assert get_task("humanoidmaze-giant-stitch-singletask-task2-v0").max_episode_steps == 4000
     assert "humanoid goal-direction agent" in get_task("humanoidmaze-large-navigate-singletask-v0").dataset_hint
-    assert "--recipe navigate --checkpoint" in get_task("antmaze-giant-stitch-singletask-task5-v0").dataset_hint
+    assert "--recipe navigate` (the shipped ant walker" in get_task("antmaze-giant-stitch-singletask-task5-v0").dataset_hint
 
 
 def _old_ogbench_rows() -> list:
@@ -88,9 +88,9 @@ def _old_ogbench_rows() -> list:
             env_id = f"antmaze-{size}-navigate-singletask-task{i}-v0"
             rows.append(Task(name=env_id, family="antmaze", env_id=env_id,
                              factory=functools.partial(envs.ogbench_singletask, env_id), **maze, datagen_recipe=None,
-                             source_hint="Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 "
-                                         "--method sac-fast`), then `wsrl datagen --task "
-                                         f"{env_id} --recipe navigate --checkpoint RUN/checkpoint`. " + OGBENCH_NPZ,
+                             source_hint=f"Make it: `wsrl datagen --task {env_id} --recipe navigate` (the shipped "
+                                         "ant walker; or your own ant-xy-v0 agent with --checkpoint RUN/checkpoint). "
+                                         + OGBENCH_NPZ,
                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
     for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
         for i in range(1, 6):

@@ -57,6 +57,10 @@ class NoisyPolicy:
         return np.clip(action, -1.0, 1.0)
 
 
+# The ant mazes' goal-direction walker, trained here on ant-xy-v0 (docs/tasks-and-data.md, "The ant walker").
+SHIPPED_ANT_WALKER = Path(__file__).parent / "policies" / "ant-xy-walker"
+
+
 def checkpoint_policy(directory: str | Path, obs_dim: int, action_dim: int) -> Callable:
     """A `policy_fn(obs, rng)` sampling the policy saved in a wsrl checkpoint, full or policy-only (refused if
     its sizes do not fit)."""
@@ -331,6 +335,8 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
     else:
         check_hdf5_out(Path(out), overwrite)
     user_options, env = env, spec.make_env(seed)
+    if recipe == "navigate" and navigate.body_of(spec.env_id) == "ant" and checkpoint is None and policy_fn is None:
+        checkpoint = SHIPPED_ANT_WALKER
     if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
         policy_fn = checkpoint_policy(checkpoint, env.observation_space.shape[0], env.action_space.shape[0])
     if recipe == "oracle":

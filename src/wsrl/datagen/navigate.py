@@ -128,8 +128,8 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
     import ogbench.locomaze  # noqa: F401  (registers the environments)
     body = body_of(task_env_id)
     if body == "ant" and policy_fn is None:
-        raise ConfigError("ant mazes need a goal-direction agent: train one with `wsrl finetune --task ant-xy-v0 "
-                          "--method sac-fast` and pass --checkpoint RUN/checkpoint")
+        raise ConfigError("ant mazes need a goal-direction agent: pass policy_fn, or a --checkpoint (`wsrl "
+                          "datagen` uses the shipped walker without one)")
     if body == "point" and policy_fn is not None:
         raise ConfigError("point mazes follow the sub-goal direction directly; they take no --checkpoint")
     low_level = point_controller if body == "point" else ant_controller(policy_fn)

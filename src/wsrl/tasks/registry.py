@@ -135,8 +135,8 @@ def ogbench_singletask_specs() -> list:
 def _ogbench_source_hint(name: str, family: str, env: str, dataset: str) -> str:
     file = f"{env}-{dataset}-v0"
     if family == "antmaze":  # the ant's walker is trained here
-        return ("Make it: train a goal-direction agent (`wsrl finetune --task ant-xy-v0 --method sac-fast`), then "
-                f"`wsrl datagen --task {name} --recipe navigate --checkpoint RUN/checkpoint`. " + OGBENCH_NPZ)
+        return (f"Make it: `wsrl datagen --task {name} --recipe navigate` (the shipped ant walker; or your own "
+                f"ant-xy-v0 agent with --checkpoint RUN/checkpoint). " + OGBENCH_NPZ)
     if env in OGBENCH_NO_DATASET:
         return (f"OGBench publishes no {env} dataset: pass --dataset FILE with the qpos of each row (OGBench's "
                 f"data_gen_scripts/generate_locomaze.py makes one with its humanoid goal-direction agent).")
