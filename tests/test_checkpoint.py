@@ -139,3 +139,6 @@ def test_a_policy_checkpoint_acts_like_its_source_and_refuses_training(tmp_path,
     with pytest.raises(checkpoint.CheckpointError, match="observation/action sizes"):
         checkpoint.load_acting(out, obs_dim=OBS + 1, action_dim=ACT)
     assert cli.main(["export-policy", str(path), str(out)]) == 2  # an existing policy is not overwritten
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(checkpoint.CheckpointError, match="not an empty directory"):
+        checkpoint.export_policy(path, tmp_path / "a-file")

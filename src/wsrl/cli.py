@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "true on success (stored as infos/success)")
     p.add_argument("--recipe", required=True,
                    help="maze-planner, random, policy (needs --checkpoint), oracle (OGBench manipulation), "
-                        "navigate (OGBench point / ant mazes; ants are walked by the shipped ant-xy-v0 agent or --checkpoint)")
+                        "navigate (OGBench point / ant mazes; ants are walked by the shipped ant-xy-v0 agent or "
+                        "--checkpoint)")
     p.add_argument("--steps", type=int, default=1_000_000, help="environment steps (default: 1000000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--noise", type=float, default=None, help="action noise std (default: the recipe's)")

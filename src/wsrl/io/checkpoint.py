@@ -90,6 +90,12 @@ def _restore(template, path: Path):
     return restored
 
 
+def _template(meta: dict):
+    """A fresh agent of the checkpoint's config and sizes: the tree its arrays are restored into."""
+    return agents.create(config_from_dict(meta["learner"], meta["config"]), meta["obs_dim"], meta["action_dim"],
+                         seed=0)
+
+
 def load(directory: str | Path, *, obs_dim: int | None = None, action_dim: int | None = None):
     """-> (agent, meta). With `obs_dim` / `action_dim`, a checkpoint made for other sizes is refused."""
     meta = _fitting_meta(directory, obs_dim, action_dim)
@@ -97,19 +103,16 @@ def load(directory: str | Path, *, obs_dim: int | None = None, action_dim: int |
         raise CheckpointError(f"{directory} is a policy checkpoint (made by `wsrl export-policy` from "
                               f"{meta.get('exported_from')}): it drives `wsrl datagen --checkpoint`, but training "
                               f"from it needs the full checkpoint it was exported from")
-    config = config_from_dict(meta["learner"], meta["config"])
-    template = agents.create(config, meta["obs_dim"], meta["action_dim"], seed=0)
-    return _restore(template, Path(directory) / AGENT_FILE), meta
+    return _restore(_template(meta), Path(directory) / AGENT_FILE), meta
 
 
 def load_acting(directory: str | Path, *, obs_dim: int | None = None, action_dim: int | None = None):
     """The agent of a full or a policy checkpoint, for acting only: a policy checkpoint's other parts (critic,
     optimiser states) are freshly initialised and meaningless."""
     meta = _fitting_meta(directory, obs_dim, action_dim)
+    template = _template(meta)
     if meta.get("contents") != "policy":
-        return load(directory)[0]
-    template = agents.create(config_from_dict(meta["learner"], meta["config"]), meta["obs_dim"],
-                             meta["action_dim"], seed=0)
+        return _restore(template, Path(directory) / AGENT_FILE)
     params = _restore(template.actor.params, Path(directory) / POLICY_FILE)
     return template.replace(actor=template.actor.replace(params=params))
 
@@ -118,8 +121,8 @@ def export_policy(checkpoint: str | Path, out: str | Path) -> Path:
     """Write a policy checkpoint at `out`: the policy's parameters of `checkpoint` and its metadata."""
     agent, meta = load(checkpoint)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise CheckpointError(f"{out} already exists and is not empty: choose another output directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out} already exists and is not an empty directory: choose another output directory")
     out.mkdir(parents=True, exist_ok=True)
     state = serialization.to_state_dict(jax.device_get(agent.actor.params))
     atomic.write_bytes(out / POLICY_FILE, serialization.msgpack_serialize(state))
