@@ -62,13 +62,15 @@ def test_row_fields_per_kind():
         else:
             assert (task.reward_transform, task.sparse_negative_reward, task.preset) == (RewardTransform(10.0, 5.0),
                                                                                          -5.0, "antmaze")
-            assert task.datagen_recipe == ("navigate" if task.family == "pointmaze" else None)
+            assert task.datagen_recipe == ("navigate" if task.family in ("pointmaze", "antmaze") else None)
+            assert task.datagen_policy == ("ant-xy-walker" if task.family == "antmaze" else None)
             assert task.datagen_recipe or "--dataset" in task.dataset_hint
     assert get_task("cube-octuple-play-singletask-task3-v0").max_episode_steps == 1500
     assert get_task("humanoidmaze-giant-stitch-singletask-task2-v0").max_episode_steps == 4000
     assert "humanoid goal-direction agent" in get_task("humanoidmaze-large-navigate-singletask-v0").dataset_hint
     ant_hint = get_task("antmaze-giant-stitch-singletask-task5-v0").dataset_hint
-    assert "--recipe navigate` (the shipped ant walker" in ant_hint
+    assert ant_hint.startswith("Generate it: `wsrl datagen --task antmaze-giant-stitch-singletask-task5-v0 --recipe "
+                               "navigate`") and "shipped ant walker" in ant_hint
 
 
 def _old_ogbench_rows() -> list:
@@ -88,10 +90,10 @@ def _old_ogbench_rows() -> list:
         for i in range(1, 6):
             env_id = f"antmaze-{size}-navigate-singletask-task{i}-v0"
             rows.append(Task(name=env_id, family="antmaze", env_id=env_id,
-                             factory=functools.partial(envs.ogbench_singletask, env_id), **maze, datagen_recipe=None,
-                             source_hint=f"Make it: `wsrl datagen --task {env_id} --recipe navigate` (the shipped "
-                                         "ant walker; or your own ant-xy-v0 agent with --checkpoint RUN/checkpoint). "
-                                         + OGBENCH_NPZ,
+                             factory=functools.partial(envs.ogbench_singletask, env_id), **maze,
+                             datagen_recipe="navigate", datagen_policy="ant-xy-walker",  # (no recipe before the walker)
+                             source_hint="Generated with the shipped ant walker, or with your own ant-xy-v0 agent: "
+                                         "--checkpoint RUN/checkpoint. " + OGBENCH_NPZ,
                              reward_fn=functools.partial(envs.ogbench_transition_rewards, env_id)))
     for scene, horizon in (("cube-single-play", 200), ("scene-play", 750), ("puzzle-3x3-play", 500)):
         for i in range(1, 6):

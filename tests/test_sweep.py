@@ -17,7 +17,7 @@ from wsrl import config as C
 from wsrl.errors import ConfigError
 from wsrl.sweep import plan as plan_of
 from wsrl.sweep.execute import LOCK_FILE, Outcome, locked, merged_manifest, run_job
-from wsrl.sweep.plan import MANIFEST, config_argv
+from wsrl.sweep.plan import MANIFEST, config_argv, load
 
 MAZE, PLAIN = "pointmaze-umaze-repeat4-v0", "pointmaze-umaze-v0"
 TINY = {"steps": 1000, "pretrain_steps": 50, "critic_hidden_dims": [16, 16],
@@ -58,6 +58,43 @@ def test_the_example_sweep_files_expand(tmp_path, example):
     graph = plan_of(example, root=tmp_path)
     assert [j.kind for j in graph.jobs].count("data") == 1 and any(j.kind == "finetune" for j in graph.jobs)
     assert len([j for j in graph.jobs if j.kind == "pretrain"]) == 1  # one pre-training shared by every run
+
+
+def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path):
+    main = spec(tasks=[MAZE], methods={"wsrl": {"warmup_steps": 100}})
+    ablation = spec(tasks=[MAZE], methods={"wsrl-init": {"method": "wsrl", "warmup_steps": 100}},
+                    vary={"init": ["policy", "critic"]})
+    files = []
+    for name, content in (("main", main), ("ablation", ablation)):
+        files.append(tmp_path / f"{name}.toml")
+        files[-1].write_text(_toml(content))
+    alone = [plan_of(f, root=tmp_path / "out") for f in files]
+    graph = plan_of(files, root=tmp_path / "out")
+    # the dataset and the Cal-QL pre-training both files need run once; every fine-tuning run of each file is there
+    assert [j.kind for j in graph.jobs].count("pretrain") == 1 and [j.kind for j in graph.jobs].count("data") == 1
+    assert {j.id for j in graph.jobs} == {j.id for p in alone for j in p.jobs}
+    assert len(graph.manifest["runs"]) == len({r["dir"] for p in alone for r in p.manifest["runs"]})
+    assert graph.manifest["vary"] == {"init": ["policy", "critic"]}
+    assert graph.manifest["sweep_file"] == [str(f.resolve()) for f in files]
+    with pytest.raises(ConfigError, match="share one root"):
+        plan_of([load(files[0]) | {"root": str(tmp_path / "a")}, load(files[1]) | {"root": str(tmp_path / "b")}])
+    clash = spec(tasks=[MAZE], methods={"wsrl": {"warmup_steps": 200}})  # same label, other options
+    (tmp_path / "clash.toml").write_text(_toml(clash))
+    with pytest.raises(ConfigError, match="another label"):
+        plan_of([files[0], tmp_path / "clash.toml"], root=tmp_path / "out")
+
+
+def _toml(content: dict) -> str:
+    """A sweep spec as TOML (the few value types sweep files use)."""
+    def value(v):
+        return json.dumps(v)  # strings, numbers, booleans and lists of them read the same in TOML
+    lines = [f"{k} = {value(v)}" for k, v in content.items() if not isinstance(v, dict)]
+    for table, body in ((k, v) for k, v in content.items() if isinstance(v, dict)):
+        nested = {k: v for k, v in body.items() if isinstance(v, dict)}
+        lines += [f"[{table}]"] + [f"{k} = {value(v)}" for k, v in body.items() if not isinstance(v, dict)]
+        for name, sub in nested.items():
+            lines += [f"[{table}.{name}]"] + [f"{k} = {value(v)}" for k, v in sub.items()]
+    return "\n".join(lines) + "\n"
 
 
 def test_job_command_lines_parse_back_to_the_same_config(tmp_path):

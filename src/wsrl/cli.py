@@ -169,7 +169,8 @@ def cmd_summary(args) -> None:
 
 def cmd_sweep(args) -> None:
     from wsrl.sweep import report_line, sweep
-    outcomes = sweep(args.file, root=args.root, address=args.address, num_cpus=args.num_cpus, dry_run=args.dry_run,
+    source = args.files if len(args.files) > 1 else args.files[0]
+    outcomes = sweep(source, root=args.root, address=args.address, num_cpus=args.num_cpus, dry_run=args.dry_run,
                      progress=not args.quiet)
     if args.dry_run:
         return
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="run a sweep file (tasks x methods x seeds x varied options) on Ray")
-    p.add_argument("file", help="the sweep file (TOML; docs/sweeps.md)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="the sweep file (TOML; docs/sweeps.md); several files "
+                   "with one root run as one graph (shared pre-training runs once)")
     p.add_argument("--root", default=None, help="output root (default: the file's `root`)")
     p.add_argument("--address", default=None, help="an existing Ray cluster: auto, or ray://host:10001 (default: "
                    "start a local Ray instance)")

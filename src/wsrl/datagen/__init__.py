@@ -23,6 +23,7 @@ from wsrl.io.atomic import atomic_path
 from wsrl.io.provenance import provenance
 from wsrl.io.runlog import progress_bar
 from wsrl.tasks import Task, get_task
+from wsrl.tasks.registry import POLICIES_DIR
 
 RECIPES = ("maze-planner", "random", "policy", "oracle", "navigate")
 REFERENCE_EPISODES = 10
@@ -55,10 +56,6 @@ class NoisyPolicy:
         if self.noise > 0:
             action = action + self.noise * rng.standard_normal(action.shape).astype(np.float32)
         return np.clip(action, -1.0, 1.0)
-
-
-# The ant mazes' goal-direction walker, trained here on ant-xy-v0 (docs/tasks-and-data.md, "The ant walker").
-SHIPPED_ANT_WALKER = Path(__file__).parent / "policies" / "ant-xy-walker"
 
 
 def checkpoint_policy(directory: str | Path, obs_dim: int, action_dim: int) -> Callable:
@@ -335,8 +332,8 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
     else:
         check_hdf5_out(Path(out), overwrite)
     user_options, env = env, spec.make_env(seed)
-    if recipe == "navigate" and navigate.body_of(spec.env_id) == "ant" and checkpoint is None and policy_fn is None:
-        checkpoint = SHIPPED_ANT_WALKER
+    if spec.datagen_policy and recipe in ("policy", "navigate") and checkpoint is None and policy_fn is None:
+        checkpoint = POLICIES_DIR / spec.datagen_policy  # shipped with the package (docs/tasks-and-data.md)
     if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
         policy_fn = checkpoint_policy(checkpoint, env.observation_space.shape[0], env.action_space.shape[0])
     if recipe == "oracle":

@@ -10,23 +10,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wsrl.errors import ConfigError
 from wsrl.sweep.execute import Outcome, describe, execute, report_line
 from wsrl.sweep.plan import MANIFEST, Job, Plan, expand, load
 
-__all__ = ["sweep", "plan", "Plan", "Job", "Outcome", "MANIFEST"]
+__all__ = ["sweep", "plan", "combine", "Plan", "Job", "Outcome", "MANIFEST"]
 
 
-def plan(source: str | Path | dict, root: str | Path | None = None) -> Plan:
-    """The validated graph of a sweep file (or of its content as a dict), without running anything."""
+def plan(source: str | Path | dict | list, root: str | Path | None = None) -> Plan:
+    """The validated graph of a sweep file (or of its content as a dict), without running anything. Several
+    files (a list) sharing one root make one graph: a pre-training two files need is run once."""
+    if isinstance(source, list):
+        return combine([plan(s, root) for s in source])
     if isinstance(source, dict):
         return expand(source, root)
     return expand(load(source), root, source=str(Path(source).resolve()))
 
 
-def sweep(source: str | Path | dict, *, root: str | Path | None = None, address: str | None = None,
+def combine(plans: list[Plan]) -> Plan:
+    """One graph of several sweeps with the same root; a job or run they share must be the same in each."""
+    roots = {p.root for p in plans}
+    if len(roots) != 1:
+        raise ConfigError(f"sweep files run together must share one root, these have {', '.join(map(str, roots))}: "
+                          f"give them the same `root`, or --root DIR")
+    jobs, runs = {}, {}
+    for p in plans:
+        where = p.manifest["sweep_file"]
+        for job in p.jobs:
+            if jobs.setdefault(job.id, job) != job:
+                raise ConfigError(f"{where}: its job {job.id!r} differs from another file's of the same name: give "
+                                  f"the method another label")
+        for row in p.manifest["runs"]:
+            if runs.setdefault(row["dir"], row) != row:
+                raise ConfigError(f"{where}: its run {row['dir']} differs from another file's run there: give the "
+                                  f"method another label")
+    vary = {k: v for p in plans for k, v in p.manifest["vary"].items()}
+    manifest = {**plans[0].manifest, "sweep_file": [p.manifest["sweep_file"] for p in plans], "vary": vary,
+                "runs": list(runs.values())}
+    return Plan(plans[0].root, tuple(jobs.values()), manifest)
+
+
+def sweep(source: str | Path | dict | list, *, root: str | Path | None = None, address: str | None = None,
           num_cpus: int | None = None, dry_run: bool = False, progress: bool = True) -> list[Outcome]:
-    """Run every job of the sweep not yet finished (`dry_run`: print the graph instead) and return each job's
-    outcome: done, skipped (finished before), failed (with its log) or blocked (a job it needs failed)."""
+    """Run every job of the sweep (one file, or a list of files sharing a root) not yet finished (`dry_run`: print
+    the graph instead) and return each job's outcome: done, skipped (finished before), failed (with its log) or
+    blocked (a job it needs failed)."""
     graph = plan(source, root)
     if dry_run:
         print(describe(graph))

@@ -36,6 +36,8 @@ class Task:
     ref_max_return: float
     preset: str  # hyper-parameter family (config.PRESETS)
     datagen_recipe: str | None = None
+    # a policy shipped in wsrl/datagen/policies/ that the recipe rolls out when no --checkpoint is given
+    datagen_policy: str | None = None
     source_hint: str = ""
     reward_fn: Callable | None = dataclasses.field(default=None, repr=False)  # rewards of OGBench npz files
     # transform(source, data, flags) of a loaded D4RL/Minari file with its per-step infos (loaders.Transform)
@@ -57,10 +59,13 @@ class Task:
 
     @property
     def dataset_hint(self) -> str:
-        if self.datagen_recipe:
-            return (f"Generate it: `wsrl datagen --task {self.name} --recipe {self.datagen_recipe}` (writes "
-                    f"{self.dataset_path}), or pass --dataset FILE.")
-        return f"Put the dataset at {self.dataset_path} or pass --dataset FILE. {self.source_hint}"
+        if not self.datagen_recipe:
+            return f"Put the dataset at {self.dataset_path} or pass --dataset FILE. {self.source_hint}"
+        command = f"wsrl datagen --task {self.name} --recipe {self.datagen_recipe}"
+        if self.datagen_recipe == "policy" and not self.datagen_policy:
+            command += " --checkpoint RUN/checkpoint"
+        return (f"Generate it: `{command}` (writes {self.dataset_path}), or pass --dataset FILE. "
+                f"{self.source_hint}").rstrip()
 
 
 def normalized_score(task: Task, returns, successes, final_rewards=None) -> float:
@@ -96,6 +101,13 @@ ADROIT = {"pen": ("AdroitHandPen-v1", 100), "door": ("AdroitHandDoor-v1", 200),
           "relocate": ("AdroitHandRelocate-v1", 200)}
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 OGBENCH_NPZ = "OGBench's own .npz files load too (pass --dataset FILE.npz); rewards are computed from their qpos."
+# Policies shipped with the package that datagen rolls out (datagen_policy): the ant walker, locomotion medium policies.
+POLICIES_DIR = Path(__file__).resolve().parent.parent / "datagen" / "policies"
+MEDIUM_POLICY = ("Train the medium policy first: `wsrl finetune --task {body}-medium-local-v5 --method sac-fast "
+                 "--num-critics 2 --utd 1 --save-replay --run-dir RUN` stopped at about a third of expert return.")
+MEDIUM_REPLAY = ("It is the replay buffer of the run that trains the medium policy: `wsrl finetune --task "
+                 "{body}-medium-local-v5 --method sac-fast --num-critics 2 --utd 1 --save-replay --run-dir RUN` "
+                 "writes RUN/replay.hdf5.")
 D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly; nothing is downloaded."
 
 
@@ -134,9 +146,9 @@ def ogbench_singletask_specs() -> list:
 
 def _ogbench_source_hint(name: str, family: str, env: str, dataset: str) -> str:
     file = f"{env}-{dataset}-v0"
-    if family == "antmaze":  # the ant's walker is trained here
-        return (f"Make it: `wsrl datagen --task {name} --recipe navigate` (the shipped ant walker; or your own "
-                f"ant-xy-v0 agent with --checkpoint RUN/checkpoint). " + OGBENCH_NPZ)
+    if family == "antmaze":
+        return ("Generated with the shipped ant walker, or with your own ant-xy-v0 agent: --checkpoint RUN/checkpoint. "
+                + OGBENCH_NPZ)
     if env in OGBENCH_NO_DATASET:
         return (f"OGBench publishes no {env} dataset: pass --dataset FILE with the qpos of each row (OGBench's "
                 f"data_gen_scripts/generate_locomaze.py makes one with its humanoid goal-direction agent).")
@@ -164,7 +176,8 @@ def ogbench_tasks() -> list[Task]:
         if env.split("-")[0] not in OGBENCH_KINDS:
             continue  # a kind this table does not know (a newer OGBench); tests/test_ogbench_registry.py notices
         family, types = OGBENCH_KINDS[env.split("-")[0]]
-        recipe = {"pointmaze": "navigate", "manipulation": "oracle"}.get(family)
+        recipe = {"pointmaze": "navigate", "antmaze": "navigate", "manipulation": "oracle"}.get(family)
+        policy = "ant-xy-walker" if family == "antmaze" else None  # the ant's legs (docs/tasks-and-data.md)
         reward = dict(reward_transform=IDENTITY, sparse_negative_reward=None, preset="kitchen") \
             if family == "manipulation" else dict(reward_transform=SPARSE_M10, sparse_negative_reward=-5.0,
                                                   preset="antmaze")
@@ -176,7 +189,7 @@ def ogbench_tasks() -> list[Task]:
                 tasks.append(Task(name=name, family=family, env_id=name,
                                   factory=functools.partial(envs.ogbench_singletask, name),
                                   max_episode_steps=horizon, **reward, metric="success", ref_min_return=0.0,
-                                  ref_max_return=1.0, datagen_recipe=recipe,
+                                  ref_max_return=1.0, datagen_recipe=recipe, datagen_policy=policy,
                                   source_hint=_ogbench_source_hint(name, family, env, dataset),
                                   reward_fn=functools.partial(envs.ogbench_transition_rewards, name)))
     return tasks
@@ -232,9 +245,16 @@ def _tasks() -> list[Task]:
             tasks.append(Task(name=f"{body}-{ds}-v2", env_id=env_id, factory=functools.partial(envs.locomotion, env_id),
                               **locomotion, ref_min_return=lo, ref_max_return=hi, datagen_recipe=None,
                               source_hint=D4RL_FILES))
-        tasks.append(Task(name=f"{body}-random-local-v5", env_id=env_id,
-                          factory=functools.partial(envs.locomotion, env_id), **locomotion, ref_min_return=lo,
-                          ref_max_return=hi, datagen_recipe="random"))
+        common = dict(env_id=env_id, factory=functools.partial(envs.locomotion, env_id), **locomotion,
+                      ref_min_return=lo, ref_max_return=hi)
+        tasks.append(Task(name=f"{body}-random-local-v5", **common, datagen_recipe="random"))
+        # D4RL's medium recipe: a policy trained online to about a third of expert return, rolled out with noise;
+        # medium-replay is that training's replay buffer (docs/tasks-and-data.md, "Locomotion medium data").
+        shipped = f"{body}-medium" if (POLICIES_DIR / f"{body}-medium").is_dir() else None
+        tasks.append(Task(name=f"{body}-medium-local-v5", **common, datagen_recipe="policy", datagen_policy=shipped,
+                          source_hint="" if shipped else MEDIUM_POLICY.format(body=body)))
+        tasks.append(Task(name=f"{body}-medium-replay-local-v5", **common,
+                          source_hint=MEDIUM_REPLAY.format(body=body)))
     return tasks
 
 
