@@ -193,14 +193,15 @@ def test_point_maze_dataset_file_trains_its_task(tmp_path):
 def test_ant_maze_dataset_walked_by_the_shipped_walker(tmp_path):
     """The ant-maze recipe without --checkpoint: the shipped goal-direction walker (trained here on ant-xy-v0)
     follows the planner's directions across the maze, and the file's command names it."""
-    from wsrl.tasks.registry import POLICIES_DIR
     task = "antmaze-medium-navigate-singletask-task1-v0"
     path = generate("navigate", task, tmp_path / "ant.hdf5", steps=300, seed=1, progress=False)
     data = load_dataset(path)
     assert len(data) == 300 and data.obs_dim == 29 and data.act_dim == 8
     with h5py.File(path) as f:
-        command, xy = f.attrs["command"], f["infos/next_qpos"][:, :2]
-    assert command.endswith(f"--checkpoint {(POLICIES_DIR / 'ant-xy-walker').resolve()}")
+        command, shipped, xy = f.attrs["command"], f.attrs["shipped_policy"], f["infos/next_qpos"][:, :2]
+    # the shipped walker is the task's default: the command repeats on any machine without naming a path
+    assert command == f"wsrl datagen --task {task} --recipe navigate --steps 300 --seed 1 --noise 0.2"
+    assert shipped == "ant-xy-walker"
     # It walks: farthest from its start within 300 steps, on seeds 1-3, the walker got 12.6-21.3 m, the same
     # network untrained 1.3-2.8 m.
     assert np.linalg.norm(xy - xy[0], axis=1).max() > 8.0
@@ -208,12 +209,12 @@ def test_ant_maze_dataset_walked_by_the_shipped_walker(tmp_path):
 
 def test_locomotion_medium_data_from_the_shipped_medium_policy(tmp_path):
     """halfcheetah-medium-local-v5 rolls out the shipped medium policy (trained here to about a third of expert
-    return) without --checkpoint; bodies without a shipped policy say how to make one, and how medium-replay is made."""
-    from wsrl.tasks.registry import POLICIES_DIR
+    return) without --checkpoint; bodies without one say how to make one, and how medium-replay is made."""
     path = generate("policy", "halfcheetah-medium-local-v5", tmp_path / "m.hdf5", steps=1000, seed=0, progress=False)
     with h5py.File(path) as f:
         meta = dict(f.attrs)
-    assert meta["command"].endswith(f"--checkpoint {(POLICIES_DIR / 'halfcheetah-medium').resolve()}")
+    assert meta["command"].endswith("--recipe policy --steps 1000 --seed 0 --noise 0.1")
+    assert meta["shipped_policy"] == "halfcheetah-medium"
     # one 1,000-step episode with action noise 0.1: a medium return, far above a random policy's (about -280)
     assert meta["ref_generator_return"] > 2500 and meta["ref_random_return"] < 0
     hopper = get_task("hopper-medium-local-v5")

@@ -332,6 +332,7 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
     else:
         check_hdf5_out(Path(out), overwrite)
     user_options, env = env, spec.make_env(seed)
+    given = checkpoint  # what the command line names; a shipped policy is the task's default and is not named
     if spec.datagen_policy and recipe in ("policy", "navigate") and checkpoint is None and policy_fn is None:
         checkpoint = POLICIES_DIR / spec.datagen_policy  # shipped with the package (docs/tasks-and-data.md)
     if checkpoint is not None:  # (an ant-xy agent sees 27 state dims + 2 direction = the ant maze's 29 dims)
@@ -358,13 +359,14 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
     words = ["wsrl", "datagen", *where, "--recipe", recipe, "--steps", steps, "--seed", seed]
     words += ["--noise", noise] if noise is not None else []
     words += ["--oracle", recipe_kwargs.get("kind", "play")] if recipe == "oracle" else []
-    words += ["--checkpoint", Path(checkpoint).resolve()] if checkpoint is not None else []
+    words += ["--checkpoint", Path(given).resolve()] if given is not None else []
     command = shlex.join(map(str, words))  # quoted: a path with spaces survives a copy into a shell
     metadata = {"generator": f"wsrl.datagen/{recipe}", "task": spec.name, "seed": seed, "steps": steps,
                 "noise": -1.0 if noise is None else noise, "command": command, **provenance(),
                 "ref_random_return": random_ref["return"], "ref_random_success": random_ref["success_rate"],
                 "ref_generator_return": gen_return, "ref_generator_success": gen_success,
-                "recipe_kwargs": recipe_kwargs}
+                "recipe_kwargs": recipe_kwargs,
+                "shipped_policy": spec.datagen_policy if given is None and checkpoint is not None else ""}
     if fmt == "minari":
         if user_options is not None:  # the raw environment: its spaces and spec, so the dataset recovers it
             from wsrl.tasks.user import make_raw_env
