@@ -60,7 +60,7 @@ def test_the_example_sweep_files_expand(tmp_path, example):
     assert len([j for j in graph.jobs if j.kind == "pretrain"]) == 1  # one pre-training shared by every run
 
 
-def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path):
+def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path, capsys):
     main = spec(tasks=[MAZE], methods={"wsrl": {"warmup_steps": 100}})
     ablation = spec(tasks=[MAZE], methods={"wsrl-init": {"method": "wsrl", "warmup_steps": 100}},
                     vary={"init": ["policy", "critic"]})
@@ -78,6 +78,8 @@ def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path):
     assert graph.manifest["sweep_file"] == [str(f.resolve()) for f in files]
     with pytest.raises(ConfigError, match="share one root"):
         plan_of([load(files[0]) | {"root": str(tmp_path / "a")}, load(files[1]) | {"root": str(tmp_path / "b")}])
+    assert cli.main(["sweep", *map(str, files), "--root", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count(f"] pretrain {MAZE}/pretrain/cal-ql-") == 1  # listed once, needed by 3
     clash = spec(tasks=[MAZE], methods={"wsrl": {"warmup_steps": 200}})  # same label, other options
     (tmp_path / "clash.toml").write_text(_toml(clash))
     with pytest.raises(ConfigError, match="another label"):
