@@ -103,11 +103,11 @@ LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walk
 OGBENCH_NPZ = "OGBench's own .npz files load too (pass --dataset FILE.npz); rewards are computed from their qpos."
 # Policies shipped with the package that datagen rolls out (datagen_policy): the ant walker, locomotion medium policies.
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "datagen" / "policies"
-MEDIUM_POLICY = ("Train the medium policy first: `wsrl finetune --task {body}-medium-local-v5 --method sac-fast "
-                 "--num-critics 2 --utd 1 --save-replay --run-dir RUN` stopped at about a third of expert return.")
-MEDIUM_REPLAY = ("It is the replay buffer of the run that trains the medium policy: `wsrl finetune --task "
-                 "{body}-medium-local-v5 --method sac-fast --num-critics 2 --utd 1 --save-replay --run-dir RUN` "
-                 "writes RUN/replay.hdf5.")
+TRAIN_MEDIUM = ("`wsrl finetune --task {body}-medium-local-v5 --method sac-fast --num-critics 2 --utd 1 "
+                "--save-replay --run-dir RUN`")
+MEDIUM_POLICY = "Train the medium policy first: " + TRAIN_MEDIUM + " stopped at about a third of expert return."
+MEDIUM_REPLAY = ("It is the replay buffer of the run that trains the medium policy: " + TRAIN_MEDIUM +
+                 " writes RUN/replay.hdf5.")
 D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly; nothing is downloaded."
 
 
