@@ -86,6 +86,22 @@ def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path, capsys
         plan_of([files[0], tmp_path / "clash.toml"], root=tmp_path / "out")
 
 
+def test_tasks_select_one_tasks_jobs_and_keep_the_whole_manifest(tmp_path, capsys):
+    whole = plan_of(spec(), root=tmp_path)
+    chunk = plan_of(spec(), root=tmp_path, tasks=[PLAIN])
+    # every job of PLAIN (its dataset, pre-training and fine-tuning runs) and nothing of MAZE
+    assert {j.id for j in chunk.jobs} == {j.id for j in whole.jobs if PLAIN in j.id and MAZE not in j.id}
+    assert {j.kind for j in chunk.jobs} == {"data", "pretrain", "finetune"}
+    assert all(need in {j.id for j in chunk.jobs} for j in chunk.jobs for need in j.needs)
+    assert chunk.manifest == whole.manifest
+    with pytest.raises(ConfigError, match="hopper-medium-v2: not a task of this sweep; its tasks are"):
+        plan_of(spec(), root=tmp_path, tasks=[PLAIN, "hopper-medium-v2"])
+    (tmp_path / "s.toml").write_text(_toml(spec()))
+    assert cli.main(["sweep", str(tmp_path / "s.toml"), "--root", str(tmp_path), "--tasks", MAZE, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"pretrain {MAZE}/" in out and f"{PLAIN}/" not in out
+
+
 def _toml(content: dict) -> str:
     """A sweep spec as TOML (the few value types sweep files use)."""
     def value(v):

@@ -170,8 +170,9 @@ def cmd_summary(args) -> None:
 def cmd_sweep(args) -> None:
     from wsrl.sweep import report_line, sweep
     source = args.files if len(args.files) > 1 else args.files[0]
+    tasks = args.tasks.split(",") if args.tasks is not None else None
     outcomes = sweep(source, root=args.root, address=args.address, num_cpus=args.num_cpus, dry_run=args.dry_run,
-                     progress=not args.quiet)
+                     progress=not args.quiet, tasks=tasks)
     if args.dry_run:
         return
     for outcome in outcomes:
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs of the local Ray instance (default: all); each run takes cpus_per_run of them")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the graph and each job's command "
                    "line, run nothing")
+    p.add_argument("--tasks", default=None, help="comma-separated: run only these tasks' jobs (a study in chunks; "
+                   "default: every task)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

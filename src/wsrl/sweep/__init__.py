@@ -4,6 +4,7 @@ fine-tuning runs executed on Ray (docs/sweeps.md).
     from wsrl.sweep import sweep
     outcomes = sweep("examples/sweep.toml")            # a local Ray instance
     sweep("study.toml", address="auto")                # an existing Ray cluster
+    sweep(["a.toml", "b.toml"], tasks=["hopper-medium-local-v5"])   # one task's jobs (a chunk of a study)
 """
 
 from __future__ import annotations
@@ -14,17 +15,31 @@ from wsrl.errors import ConfigError
 from wsrl.sweep.execute import Outcome, describe, execute, report_line
 from wsrl.sweep.plan import MANIFEST, Job, Plan, expand, load
 
-__all__ = ["sweep", "plan", "combine", "Plan", "Job", "Outcome", "MANIFEST"]
+__all__ = ["sweep", "plan", "combine", "only_tasks", "Plan", "Job", "Outcome", "MANIFEST"]
 
 
-def plan(source: str | Path | dict | list, root: str | Path | None = None) -> Plan:
+def plan(source: str | Path | dict | list, root: str | Path | None = None, tasks: list[str] | None = None) -> Plan:
     """The validated graph of a sweep file (or of its content as a dict), without running anything. Several
-    files (a list) sharing one root make one graph: a pre-training two files need is run once."""
+    files (a list) sharing one root make one graph: a pre-training two files need is run once. `tasks`: only
+    these tasks' jobs (the whole graph is still validated)."""
     if isinstance(source, list):
-        return combine([plan(s, root) for s in source])
-    if isinstance(source, dict):
-        return expand(source, root)
-    return expand(load(source), root, source=str(Path(source).resolve()))
+        graph = combine([plan(s, root) for s in source])
+    elif isinstance(source, dict):
+        graph = expand(source, root)
+    else:
+        graph = expand(load(source), root, source=str(Path(source).resolve()))
+    return graph if tasks is None else only_tasks(graph, tasks)
+
+
+def only_tasks(graph: Plan, tasks: list[str]) -> Plan:
+    """The jobs of these tasks (names as the sweep files give them), so that a long study runs in chunks. The
+    manifest keeps every run of the root: it describes the study, not the chunk."""
+    known = sorted({job.task for job in graph.jobs})
+    unknown = [t for t in tasks if t not in known]
+    if unknown or not tasks:
+        raise ConfigError(f"--tasks {','.join(unknown) or '(none)'}: not a task of this sweep; its tasks are "
+                          f"{', '.join(known)}")
+    return Plan(graph.root, tuple(job for job in graph.jobs if job.task in tasks), graph.manifest)
 
 
 def combine(plans: list[Plan]) -> Plan:
@@ -51,11 +66,12 @@ def combine(plans: list[Plan]) -> Plan:
 
 
 def sweep(source: str | Path | dict | list, *, root: str | Path | None = None, address: str | None = None,
-          num_cpus: int | None = None, dry_run: bool = False, progress: bool = True) -> list[Outcome]:
+          num_cpus: int | None = None, dry_run: bool = False, progress: bool = True,
+          tasks: list[str] | None = None) -> list[Outcome]:
     """Run every job of the sweep (one file, or a list of files sharing a root) not yet finished (`dry_run`: print
     the graph instead) and return each job's outcome: done, skipped (finished before), failed (with its log) or
-    blocked (a job it needs failed)."""
-    graph = plan(source, root)
+    blocked (a job it needs failed). `tasks`: only these tasks' jobs."""
+    graph = plan(source, root, tasks)
     if dry_run:
         print(describe(graph))
         return []

@@ -47,6 +47,7 @@ class Job:
     outputs: tuple[str, ...]  # absolute: the dataset file, or one run directory per seed
     needs: tuple[str, ...]  # ids of the jobs whose outputs this one reads
     log: str  # absolute path of the job's log
+    task: str  # the sweep file's name of the task the job belongs to
     cpus: float = 1.0
 
     def finished(self) -> bool:
@@ -220,7 +221,8 @@ def _data_job(root: Path, task_name: str, task_opts: dict, data: dict, log_dir: 
             value = str(Path(table[key]).resolve()) if key == "checkpoint" else _word(table[key])
             argv += ["--" + key, value]
     job_id = f"data {DATASETS_DIR}/{task_name}"
-    return Job(job_id, "data", tuple(argv), (str(out),), (), str(log_dir / f"data-{task_name}.log")), str(out)
+    log = str(log_dir / f"data-{task_name}.log")
+    return Job(job_id, "data", tuple(argv), (str(out),), (), log, task_name), str(out)
 
 
 def _task_options(name: str, table: dict) -> dict:
@@ -317,13 +319,13 @@ def expand(spec: dict, root: str | Path | None = None, source: str = "<python>")
                         pretrain_template = str(pretrain_dir / "seed{seed}")
                         pre = dataclasses.replace(pre, seeds=group, run_dir=pretrain_template)
                         _checked(where, check_stages_fit, cfg, pre)
-                        pjob = _run_job(root, "pretrain", pre, pretrain_dir, group, data_need, logs, cpus)
+                        pjob = _run_job(root, task_name, "pretrain", pre, pretrain_dir, group, data_need, logs, cpus)
                         jobs.setdefault(pjob.id, pjob)
                         needs = (pjob.id,)
                         cfg = dataclasses.replace(cfg, checkpoint=f"{pretrain_template}/{CHECKPOINT_DIR}")
                     else:
                         _checked(where, _check_scratch, cfg)
-                    fjob = _run_job(root, "finetune", cfg, finetune_dir, group, needs, logs, cpus)
+                    fjob = _run_job(root, task_name, "finetune", cfg, finetune_dir, group, needs, logs, cpus)
                     if fjob.id in jobs:
                         raise ConfigError(f"two runs of the sweep would write {finetune_dir}: give the methods "
                                           f"different labels")
@@ -359,13 +361,13 @@ def _check_scratch(cfg: C.FinetuneConfig) -> None:
     C.resolve_finetune(cfg, C.PRESETS[task.preset], task.max_episode_steps)
 
 
-def _run_job(root: Path, kind: str, cfg, run_dir: Path, seeds: tuple[int, ...], needs: tuple[str, ...],
-             logs: Path, cpus: float) -> Job:
+def _run_job(root: Path, task: str, kind: str, cfg, run_dir: Path, seeds: tuple[int, ...],
+             needs: tuple[str, ...], logs: Path, cpus: float) -> Job:
     path = run_dir.relative_to(root).as_posix()
     job_id = f"{kind} {path} seeds {_word(seeds)}"
     log = logs / (f"{kind}-{path}-seeds{'-'.join(map(str, seeds))}".replace("/", "-") + ".log")
     outputs = tuple(str(run_dir / f"seed{s}") for s in seeds)
-    return Job(job_id, kind, (kind, *config_argv(cfg)), outputs, needs, str(log), float(cpus))
+    return Job(job_id, kind, (kind, *config_argv(cfg)), outputs, needs, str(log), task, float(cpus))
 
 
 def _row(kind, task, label, cfg, variant, seed, run_dir: Path, root: Path, pretrain_template) -> dict:
