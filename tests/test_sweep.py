@@ -60,6 +60,20 @@ def test_the_example_sweep_files_expand(tmp_path, example):
     assert len([j for j in graph.jobs if j.kind == "pretrain"]) == 1  # one pre-training shared by every run
 
 
+def test_the_study_files_make_one_graph(tmp_path):
+    """studies/*.toml (docs/results.md) run as one graph: the ablation files' `wsrl` is the main file's run, each
+    task's pre-trainings are made once, and every run has the study's 5 seeds."""
+    files = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
+    graph = plan_of(files, root=tmp_path)
+    tasks = {j.task for j in graph.jobs}
+    assert len(tasks) >= 4
+    pretrain = [j.id.split()[1].rsplit("-", 1)[0] for j in graph.jobs if j.kind == "pretrain"]
+    assert len(pretrain) == len(set(pretrain)) == 3 * len(tasks)  # WSRL's, Cal-QL's and IQL's, once per task
+    runs = graph.manifest["runs"]
+    assert {r["seed"] for r in runs} == {0, 1, 2, 3, 4}
+    assert len({r["dir"] for r in runs if r["label"] == "wsrl"}) == 5 * len(tasks)
+
+
 def test_files_with_one_root_make_one_graph_sharing_pretraining(tmp_path, capsys):
     main = spec(tasks=[MAZE], methods={"wsrl": {"warmup_steps": 100}})
     ablation = spec(tasks=[MAZE], methods={"wsrl-init": {"method": "wsrl", "warmup_steps": 100}},
