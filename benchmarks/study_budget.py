@@ -9,7 +9,8 @@ and action sizes (17, 6), batch 256:
 - WSRL / SAC-fast / RLPD per environment step: the UTD-4 update with 10 LayerNorm critics (4 x 256 rows);
 - Cal-QL offline step with 10 LayerNorm critics (what WSRL's default pre-training costs) and with 2 critics (the
   `calql-ft` baseline's pre-training and, at UTD 1, its fine-tuning step);
-- IQL step with 10 LayerNorm critics (WSRL pre-trained with IQL) and with 2 (the `iql-ft` baseline).
+- IQL step with 10 LayerNorm critics (IQL with WSRL's ensemble; WSRL cannot load an IQL policy, which is an
+  un-squashed Gaussian) and with 2 (the `iql-ft` baseline).
 Sampling, environment steps and evaluation are not included: multiply by the steps of a run for a lower bound of
 its wall time on one core.
 """

@@ -210,8 +210,8 @@ def test_ant_maze_dataset_walked_by_the_shipped_walker(tmp_path):
 @pytest.mark.parametrize("body, medium_return", [("halfcheetah", 2500), ("walker2d", 500), ("hopper", 300)])
 def test_locomotion_medium_data_from_the_shipped_medium_policy(tmp_path, body, medium_return):
     """<body>-medium-local-v5 rolls out the shipped medium policy (trained here to about a third of expert return)
-    without --checkpoint; a body without one (or a task whose recipe is not `policy`) says how to make one, and
-    how medium-replay is made."""
+    without --checkpoint; the recipe refuses a task with no shipped policy without --checkpoint, and the
+    medium-replay task says how its data is made."""
     task = f"{body}-medium-local-v5"
     path = generate("policy", task, tmp_path / "m.hdf5", steps=1000, seed=0, progress=False)
     with h5py.File(path) as f:

@@ -105,7 +105,6 @@ OGBENCH_NPZ = "OGBench's own .npz files load too (pass --dataset FILE.npz); rewa
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "datagen" / "policies"
 TRAIN_MEDIUM = ("`wsrl finetune --task {body}-medium-local-v5 --method sac-fast --num-critics 2 --utd 1 "
                 "--save-replay --run-dir RUN`")
-MEDIUM_POLICY = "Train the medium policy first: " + TRAIN_MEDIUM + " stopped at about a third of expert return."
 MEDIUM_REPLAY = ("It is the replay buffer of the run that trains the medium policy: " + TRAIN_MEDIUM +
                  " writes RUN/replay.hdf5.")
 D4RL_FILES = "D4RL HDF5 files (e.g. from a machine that has them) load directly; nothing is downloaded."
@@ -250,9 +249,8 @@ def _tasks() -> list[Task]:
         tasks.append(Task(name=f"{body}-random-local-v5", **common, datagen_recipe="random"))
         # D4RL's medium recipe: a policy trained online to about a third of expert return, rolled out with noise;
         # medium-replay is that training's replay buffer (docs/tasks-and-data.md, "Locomotion medium data").
-        shipped = f"{body}-medium" if (POLICIES_DIR / f"{body}-medium").is_dir() else None
-        tasks.append(Task(name=f"{body}-medium-local-v5", **common, datagen_recipe="policy", datagen_policy=shipped,
-                          source_hint="" if shipped else MEDIUM_POLICY.format(body=body)))
+        tasks.append(Task(name=f"{body}-medium-local-v5", **common, datagen_recipe="policy",
+                          datagen_policy=f"{body}-medium"))
         tasks.append(Task(name=f"{body}-medium-replay-local-v5", **common,
                           source_hint=MEDIUM_REPLAY.format(body=body)))
     return tasks
