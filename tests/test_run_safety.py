@@ -113,6 +113,16 @@ def test_sigkill_inside_a_finetuning_snapshot_resumes_to_identical_metrics(tmp_p
     assert metrics(resumed) == reference
 
 
+@pytest.mark.slow
+def test_a_run_resumed_with_other_snapshot_spacing_ends_with_the_same_metrics(maze_dataset, reference, tmp_path):
+    options = pretrain_options(maze_dataset, tmp_path / "respaced")
+    done = run_script(KILL_AT_SECOND_SNAPSHOT.format(inside=KILL_POINTS["before any file"]), "pretrain", options)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    resumed = pretrain(PretrainConfig(**{**options, "resume": True, "save_interval": 30, "critic_hidden_dims": (8, 8),
+                                          "actor_hidden_dims": (8, 8)}))
+    assert metrics(resumed) == reference
+
+
 def test_full_disk_during_a_snapshot_keeps_the_previous_one(maze_dataset, reference, tmp_path):
     """A file-size limit makes the second snapshot's writes fail: a one-line error, the first snapshot stays
     current, and resuming without the limit ends with the uninterrupted run's metrics."""

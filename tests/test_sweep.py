@@ -218,6 +218,10 @@ def test_a_root_is_written_by_one_sweep_and_its_runs_keep_their_options(tmp_path
     other = plan_of(spec(tasks=[MAZE], methods=["wsrl"], options={**TINY, "utd": 2}), root=tmp_path)
     with pytest.raises(ConfigError, match="holds a run of an earlier sweep with other options"):
         merged_manifest(other)
+    # snapshot spacing does not change what a run computes: the same runs and pre-training directories
+    spaced = plan_of(spec(tasks=[MAZE], methods=["wsrl"], options={**TINY, "save_interval": 50}), root=tmp_path)
+    assert merged_manifest(spaced)["runs"] == graph.manifest["runs"]
+    assert [job.outputs for job in spaced.jobs] == [job.outputs for job in graph.jobs]
     stray = tmp_path / "elsewhere"
     (stray / MAZE / "wsrl" / "seed0").mkdir(parents=True)
     (stray / MAZE / "wsrl" / "seed0" / "config.json").write_text("{}")

@@ -193,6 +193,13 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(C.to_jsonable(data), sort_keys=True).encode()).hexdigest()[:8]
 
 
+def _computed(cfg, **changes):
+    """`cfg` with the fields that do not change a run's results (progress display, snapshot spacing) fixed: what
+    a run directory's identity digest is taken over, so that changing them reuses finished runs."""
+    save_default = next(f.default for f in dataclasses.fields(cfg) if f.name == "save_interval")
+    return dataclasses.replace(cfg, progress=False, save_interval=save_default, **changes)
+
+
 def _variant_dir(variant: dict) -> str:
     return ",".join(f"{k}={_word(v).replace(',', 'x')}" for k, v in variant.items())
 
@@ -314,7 +321,7 @@ def expand(spec: dict, root: str | Path | None = None, source: str = "<python>")
                         # the family's default algorithm named, so that runs needing the same pre-training share it
                         algo = C.pretrain_algorithm(pre, C.PRESETS[resolve_task(cfg).preset])
                         pre = dataclasses.replace(pre, algorithm=algo)
-                        identity = dataclasses.replace(pre, seeds=None, seed=0, run_dir=None, progress=False)
+                        identity = _computed(pre, seeds=None, seed=0, run_dir=None)
                         pretrain_dir = root / task_name / "pretrain" / f"{algo}-{_digest(identity)}"
                         pretrain_template = str(pretrain_dir / "seed{seed}")
                         pre = dataclasses.replace(pre, seeds=group, run_dir=pretrain_template)
@@ -376,7 +383,7 @@ def _row(kind, task, label, cfg, variant, seed, run_dir: Path, root: Path, pretr
     seed_dir = run_dir / f"seed{seed}"
     pretrain_dir = (Path(pretrain_template.replace("{seed}", str(seed))).relative_to(root).as_posix()
                     if pretrain_template else None)
-    record = dataclasses.replace(C.for_seed(cfg, seed, seed_dir), progress=False)
+    record = _computed(C.for_seed(cfg, seed, seed_dir))
     return {"kind": kind, "task": task, "label": label, "method": getattr(cfg, "method", None), "variant": variant,
             "seed": seed, "dir": seed_dir.relative_to(root).as_posix(), "pretrain_dir": pretrain_dir,
             "options": _digest(json.dumps(C.to_jsonable(record), sort_keys=True).replace(str(root), "<root>"))}

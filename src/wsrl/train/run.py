@@ -30,8 +30,9 @@ from wsrl.io.provenance import provenance
 from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, MetricsLog
 
 STATE_DIR, CURRENT, LOCK_FILE, CHECKPOINT_DIR = "state", "CURRENT", ".lock", "checkpoint"
-# Recorded fields that may differ between a run and its resumption (how it is run, not what it computes).
-RESUME_FREE = {"resume", "progress", "versions", "git_commit", "run_dir", "seeds"}
+# Recorded fields that may differ between a run and its resumption (how it is run, not what it computes; snapshot
+# spacing included: every step draws its own keys, so where the loop pauses to save does not change the numbers).
+RESUME_FREE = {"resume", "progress", "versions", "git_commit", "run_dir", "seeds", "save_interval"}
 
 
 class RunDirError(ConfigError):
