@@ -162,3 +162,27 @@ def test_iql_losses():
     qs = reference.q_values(a.critic.params, b["observations"], b["actions"], use_layer_norm=False)
     loss, _ = iql.critic_loss(a.critic.params, a, b)
     assert float(loss) == pytest.approx(np.mean((qs - y) ** 2), rel=RTOL)
+
+
+@pytest.mark.parametrize("tanh_mean", [False, True])
+def test_iql_actor_loss(tanh_mean):
+    """AWR: -mean(min(exp(beta (min_i Q_target - V)), 100) log N(a; mu, sigma)), mu the network's mean or, with
+    `tanh_mean`, its tanh (dataset actions at +-1 included); acting takes clip(mu, -1, 1)."""
+    config = iql.IQLConfig(critic_hidden_dims=(4,), value_hidden_dims=(4,), actor_hidden_dims=(4,), num_critics=2,
+                           beta=3.0, tanh_mean=tanh_mean, state_dependent_std=tanh_mean)
+    a, b = iql.create(config, OBS, ACT, seed=0), batch(1)
+    b["actions"][0] = [1.0, -1.0]  # clipped dataset actions
+    q = reference.q_values(a.target_critic_params, b["observations"], b["actions"], use_layer_norm=False).min(0)
+    v = reference.value(a.value.params, b["observations"])
+    weights = np.minimum(np.exp(3.0 * (q - v)), 100.0)
+    net_mean, log_std = reference.policy(a.actor.params, b["observations"], use_layer_norm=False)
+    mean = np.tanh(net_mean) if tanh_mean else net_mean
+    log_prob = np.sum(-0.5 * ((b["actions"] - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), -1)
+    loss, _ = iql.actor_loss(a.actor.params, a, b)
+    assert float(loss) == pytest.approx(-np.mean(weights * log_prob), rel=RTOL)
+    obs = jnp.asarray(b["observations"])
+    np.testing.assert_allclose(iql.eval_actions(a, obs), np.clip(mean, -1, 1), rtol=RTOL, atol=ATOL)
+    key = jax.random.PRNGKey(3)
+    eps = np.asarray(jax.random.normal(key, (B, ACT)), np.float64)  # the learner's draw with this key
+    np.testing.assert_allclose(iql.sample_actions(a, obs, key), np.clip(mean + np.exp(log_std) * eps, -1, 1),
+                               rtol=RTOL, atol=ATOL)

@@ -292,14 +292,28 @@ def test_run_gives_every_common_option_to_both_stages(workspace):
     assert meta["algorithm"] == "cal-ql" and meta["config"]["regularizer"] == "calql"
 
 
-def test_run_refuses_a_pretraining_fine_tuning_cannot_use_before_training(workspace):
-    from wsrl.api import run
-    root, dataset, _ = workspace
-    cfg = FinetuneConfig(task=TASK, method="wsrl", steps=40, dataset=dataset, run_dir=str(root / "run-bad"),
-                         **SMALL)
-    with pytest.raises(ConfigError, match="IQL policy"):
-        run(cfg, algorithm="iql", pretrain_steps=10)
-    assert not (root / "run-bad").exists()
+def test_wsrl_starts_from_iql_pretraining_with_a_tanh_mean_and_acts_the_same(workspace):
+    """Fine-tuning that pre-trains IQL for a SAC learner squashes the IQL policy's mean with tanh (paper Fig. 24):
+    the fine-tuning learner then acts exactly as the pre-trained policy; the authors' IQL policy is refused."""
+    from wsrl.api import run as run_both
+    from wsrl.io.checkpoint import load
+    root, dataset, ckpts = workspace
+    cfg = FinetuneConfig(task=TASK, method="wsrl", steps=40, warmup_steps=20, dataset=dataset,
+                         run_dir=str(root / "wsrl-from-iql"), **SMALL)
+    pre_dir, ft_dir = run_both(cfg, algorithm="iql", pretrain_steps=10)
+    pre, meta = load(Path(pre_dir) / "checkpoint")
+    assert meta["algorithm"] == "iql" and pre.config.tanh_mean and pre.config.num_critics == 10
+    assert json.loads((Path(pre_dir) / "config.json").read_text())["iql_tanh_mean"] is True
+    sac_config = agents.ActorCriticConfig(critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16), num_critics=10,
+                                          critic_layer_norm=True, actor_layer_norm=True,
+                                          state_dependent_std=pre.config.state_dependent_std)
+    fresh = agents.warm_start(pre, sac_config, 6, 2)
+    obs = np.random.default_rng(0).normal(size=(8, 6)).astype(np.float32)
+    np.testing.assert_allclose(agents.eval_actions(fresh, obs), agents.eval_actions(pre, obs), rtol=1e-6)
+    assert [r["step"] for r in read(ft_dir)] == [0, 40]
+    with pytest.raises(CheckpointError, match="mean not tanh-squashed[\\s\\S]*--iql-tanh-mean true"):
+        finetune(finetune_cfg(workspace, "wsrl", "wsrl-from-gaussian-iql", checkpoint=ckpts["iql"]))
+    assert not (root / "wsrl-from-gaussian-iql").exists()
 
 
 def test_unknown_task_suggests_the_closest():

@@ -184,6 +184,9 @@ class PretrainConfig(CommonConfig):
     critic_layer_norm: bool = _help("LayerNorm in the critic (WSRL fine-tuning expects it)", default=True)
     actor_layer_norm: bool = _help("LayerNorm in the actor (WSRL fine-tuning expects it)", default=True)
     cql_alpha: float | None = _help("CQL regulariser weight (default: family preset)", default=None)
+    iql_tanh_mean: bool = _help("IQL: the policy Gaussian's mean tanh-squashed and the actor shaped like SAC's, so "
+                                "that WSRL can start from it and acts alike (paper Fig. 24; set for you when "
+                                "fine-tuning pre-trains); default: the authors' Gaussian", default=False)
 
 
 @dataclass
@@ -273,12 +276,18 @@ def learner_config_for_pretrain(cfg: PretrainConfig, preset: Preset):
     """The offline learner of the paper for this family, with this run's overrides."""
     algorithm = pretrain_algorithm(cfg, preset)
     actor = tuple(cfg.actor_hidden_dims or preset.actor_hidden_dims)
+    if cfg.iql_tanh_mean and algorithm != "iql":
+        raise ConfigError(f"--iql-tanh-mean shapes an IQL policy, and this run pre-trains with {algorithm} (whose "
+                          f"policy is a tanh-Gaussian already): drop it, or pass --algorithm iql")
     if algorithm == "iql":
         critic = tuple(cfg.critic_hidden_dims or preset.iql_hidden_dims)
         return IQLConfig(critic_hidden_dims=critic, value_hidden_dims=critic,
-                         actor_hidden_dims=tuple(cfg.actor_hidden_dims or preset.iql_hidden_dims),
+                         actor_hidden_dims=tuple(cfg.actor_hidden_dims or (
+                             preset.actor_hidden_dims if cfg.iql_tanh_mean else preset.iql_hidden_dims)),
                          critic_layer_norm=cfg.critic_layer_norm, actor_layer_norm=cfg.actor_layer_norm,
                          actor_dropout=preset.iql_actor_dropout, num_critics=cfg.num_critics,
+                         tanh_mean=cfg.iql_tanh_mean,
+                         state_dependent_std=preset.state_dependent_std and cfg.iql_tanh_mean,
                          expectile=preset.iql_expectile, beta=preset.iql_beta, discount=cfg.discount)
     # CQL / Cal-QL with CQL's max-target backup. An ensemble is trained as the authors' --use_redq does: the
     # target is the min over 2 random target critics and the conservative term acts on 2 random critics.
@@ -317,8 +326,11 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None,
     num_critics = ensemble["num_critics"] if cfg.num_critics is None else cfg.num_critics
     layer_norm = ensemble["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(CommonConfig)}
+    # a SAC learner that starts from an IQL policy needs its mean tanh-squashed, as its own
+    sac_takes_policy = method.learner == "sac" and (cfg.init or method.init) in ("both", "policy")
     return PretrainConfig(**common, algorithm=method.algorithm or algorithm, steps=steps,
-                          num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm)
+                          num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm,
+                          iql_tanh_mean=sac_takes_policy and (method.algorithm or algorithm) == "iql")
 
 
 def task_flag(cfg: CommonConfig) -> str:

@@ -2,7 +2,10 @@
 
 Same calling convention as `wsrl.agents.sac`: one jitted `update(agent, batch)` per step, batch arrays with a
 leading UTD axis; the value and Q-functions take one step per minibatch, the actor one step on their union.
-The policy is an un-squashed Gaussian; actions are clipped to [-1, 1] when acting.
+The policy is a Gaussian, actions clipped to [-1, 1] when acting (the authors' IQL). With `tanh_mean` the
+Gaussian's mean is tanh(m) (as CORL's IQL): its deterministic action tanh(m) is then exactly that of SAC's
+tanh-Gaussian with the same network, so a SAC learner (WSRL) can start from it (paper Fig. 24). Squashing the
+whole Gaussian instead would fit atanh of the dataset's clipped +-1 actions, outliers that stall the actor.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class IQLConfig:
     critic_layer_norm: bool = False
     actor_layer_norm: bool = False
     state_dependent_std: bool = False
+    tanh_mean: bool = False  # the Gaussian's mean is tanh(m): acts as SAC's tanh-Gaussian with the same network
     actor_dropout: float = 0.0  # dropout in the actor's hidden layers while training (authors: 0.1 on kitchen, adroit)
     num_critics: int = 2
     expectile: float = 0.7
@@ -125,6 +129,11 @@ def critic_loss(critic_params, agent: IQL, batch):
     return loss, {"critic_loss": loss, "q_data": q.mean(), "target_q": target.mean()}
 
 
+def action_mean(config: IQLConfig, mean):
+    """The Gaussian's mean in action space: tanh(m) with `tanh_mean`, else the network's output."""
+    return jnp.tanh(mean) if config.tanh_mean else mean
+
+
 def awr_weights(advantages, beta: float, max_weight: float):
     return jnp.minimum(jnp.exp(beta * advantages), max_weight)
 
@@ -135,7 +144,7 @@ def actor_loss(actor_params, agent: IQL, batch, dropout_key=None):
     q = q_values(agent, agent.target_critic_params, obs, batch["actions"]).min(axis=0)
     weights = jax.lax.stop_gradient(awr_weights(q - v, agent.config.beta, agent.config.max_weight))
     mean, log_std = policy_mean_log_std(agent, actor_params, obs, dropout_key)
-    log_prob = nets.gaussian_log_prob(mean, log_std, batch["actions"])
+    log_prob = nets.gaussian_log_prob(action_mean(agent.config, mean), log_std, batch["actions"])
     loss = -jnp.mean(weights * log_prob)
     return loss, {"actor_loss": loss, "adv": (q - v).mean(), "awr_weight": weights.mean()}
 
@@ -170,10 +179,11 @@ update = jax.jit(_update, static_argnames=("update_actor",))
 @jax.jit
 def sample_actions(agent: IQL, observations, key):
     mean, log_std = policy_mean_log_std(agent, agent.actor.params, observations)
+    mean = action_mean(agent.config, mean)
     return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
 
 
 @jax.jit
 def eval_actions(agent: IQL, observations):
     mean, _ = policy_mean_log_std(agent, agent.actor.params, observations)
-    return jnp.clip(mean, -1.0, 1.0)
+    return jnp.clip(action_mean(agent.config, mean), -1.0, 1.0)

@@ -1,5 +1,6 @@
-"""Warm-starting the SAC fine-tuning learner from a pre-trained agent (Cal-QL, CQL, SAC; IQL's critic only), in
-memory: the pre-trained policy and/or critic are copied in with their Adam states, as the paper does."""
+"""Warm-starting the SAC fine-tuning learner from a pre-trained agent (Cal-QL, CQL, SAC; IQL's critic, and its
+policy when its mean is tanh-squashed), in memory: the pre-trained policy and/or critic are copied in with their Adam
+states, as the paper does."""
 
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ def _architecture(config, part: str) -> dict:
 
 def architecture_problems(saved, config: ActorCriticConfig, init: str) -> list[str]:
     """What keeps a pre-trained learner config `saved` from initialising `config` (parts named by `init`)."""
-    iql_saved = isinstance(saved, IQLConfig)
+    gaussian_iql = isinstance(saved, IQLConfig) and not saved.tanh_mean
     problems = []
-    if init in ("both", "policy") and iql_saved:
-        problems.append("an IQL policy is an un-squashed Gaussian and cannot initialise the tanh-Gaussian SAC "
-                        "policy; use --init critic, or pre-train with cal-ql / cql")
+    if init in ("both", "policy") and gaussian_iql:
+        problems.append("an IQL policy pre-trained as the authors' Gaussian (mean not tanh-squashed) cannot "
+                        "initialise the tanh-Gaussian SAC policy; pre-train IQL with --iql-tanh-mean true, use "
+                        "--init critic, or pre-train with cal-ql / cql")
     for part in PARTS[init]:
-        if part == "policy" and iql_saved:
+        if part == "policy" and gaussian_iql:
             continue
         want, have = _architecture(config, part), _architecture(saved, part)
         problems += [f"{name}: checkpoint has {have[name]}, fine-tuning asks for {want[name]}"
@@ -46,7 +48,8 @@ def warm_start(pre, config: ActorCriticConfig, obs_dim: int, action_dim: int, *,
                seed: int = 0) -> sac.ActorCritic:
     """A fresh SAC learner (`config`, `seed`) with the parts of `pre` named by `init` copied in.
 
-    The temperature comes with the policy (the paper keeps the pre-trained alpha); the CQL multiplier is dropped.
+    The temperature comes with the policy (the paper keeps the pre-trained alpha; IQL has none, so a policy from
+    IQL starts at the fine-tuning run's initial temperature); the CQL multiplier is dropped.
     `init="none"` returns the fresh learner (SAC from scratch)."""
     sac.check_choice("init", init, INIT_CHOICES)
     fresh = sac.create(config, obs_dim, action_dim, seed)
@@ -63,7 +66,9 @@ def warm_start(pre, config: ActorCriticConfig, obs_dim: int, action_dim: int, *,
             raise CheckpointError(f"the pre-trained policy's input/output sizes differ from this task's "
                                   f"observation/action sizes {obs_dim}/{action_dim}: was it pre-trained on "
                                   f"another task?")
-        fresh = fresh.replace(actor=pre.actor, temperature=pre.temperature)
+        fresh = fresh.replace(actor=pre.actor)
+        if not isinstance(pre.config, IQLConfig):
+            fresh = fresh.replace(temperature=pre.temperature)
     if init in ("both", "critic"):
         if _shapes(pre.critic.params) != _shapes(fresh.critic.params):
             raise CheckpointError(f"the pre-trained critic's input sizes differ from this task's observation/"
