@@ -67,8 +67,11 @@ def test_the_study_files_make_one_graph(tmp_path):
     graph = plan_of(files, root=tmp_path)
     tasks = {j.task for j in graph.jobs}
     assert len(tasks) >= 4
-    pretrain = [j.id.split()[1].rsplit("-", 1)[0] for j in graph.jobs if j.kind == "pretrain"]
-    assert len(pretrain) == len(set(pretrain)) == 3 * len(tasks)  # WSRL's, Cal-QL's and IQL's, once per task
+    for task in tasks:  # WSRL's (IQL, its policy mean tanh-squashed), Cal-QL's and IQL's, once per task
+        pretrain = [j for j in graph.jobs if j.kind == "pretrain" and j.task == task]
+        algorithms = sorted(j.argv[j.argv.index("--algorithm") + 1] for j in pretrain)
+        assert algorithms == ["cal-ql", "iql", "iql"]
+        assert sum("--iql-tanh-mean" in j.argv for j in pretrain) == 1
     runs = graph.manifest["runs"]
     assert {r["seed"] for r in runs} == {0, 1, 2, 3, 4}
     assert len({r["dir"] for r in runs if r["label"] == "wsrl"}) == 5 * len(tasks)

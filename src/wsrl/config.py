@@ -326,11 +326,12 @@ def pretrain_config_for(cfg: FinetuneConfig, algorithm: str | None = None,
     num_critics = ensemble["num_critics"] if cfg.num_critics is None else cfg.num_critics
     layer_norm = ensemble["layer_norm"] if cfg.layer_norm is None else cfg.layer_norm
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(CommonConfig)}
-    # a SAC learner that starts from an IQL policy needs its mean tanh-squashed, as its own
-    sac_takes_policy = method.learner == "sac" and (cfg.init or method.init) in ("both", "policy")
+    # a SAC learner that starts from an IQL policy needs its mean tanh-squashed, as its own; every SAC method
+    # gets it, whatever it initialises, so that the initialisation ablations share one pre-training
+    sac_learner = method.learner == "sac"
     return PretrainConfig(**common, algorithm=method.algorithm or algorithm, steps=steps,
                           num_critics=num_critics, critic_layer_norm=layer_norm, actor_layer_norm=layer_norm,
-                          iql_tanh_mean=sac_takes_policy and (method.algorithm or algorithm) == "iql")
+                          iql_tanh_mean=sac_learner and (method.algorithm or algorithm) == "iql")
 
 
 def task_flag(cfg: CommonConfig) -> str:

@@ -193,11 +193,19 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(C.to_jsonable(data), sort_keys=True).encode()).hexdigest()[:8]
 
 
-def _computed(cfg, **changes):
-    """`cfg` with the fields that do not change a run's results (progress display, snapshot spacing) fixed: what
-    a run directory's identity digest is taken over, so that changing them reuses finished runs."""
-    save_default = next(f.default for f in dataclasses.fields(cfg) if f.name == "save_interval")
-    return dataclasses.replace(cfg, progress=False, save_interval=save_default, **changes)
+def _identity(cfg, root: Path | None = None, **changes) -> str:
+    """The digest naming what a run computes: its options that differ from their defaults (as its command line
+    gives them; an option added to wsrl later, at its default, keeps existing digests), leaving out those that do
+    not change results (progress display, snapshot spacing), so that changing them reuses finished runs. Paths
+    under `root` are written relative to it, so that a moved root keeps its digests."""
+    cfg = dataclasses.replace(cfg, **changes)
+    given = {}
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.name not in ("progress", "save_interval") and getattr(cfg, f.name) != default:
+            given[f.name] = getattr(cfg, f.name)
+    text = json.dumps(C.to_jsonable(given), sort_keys=True)
+    return _digest(text.replace(str(root), "<root>") if root is not None else text)
 
 
 def _variant_dir(variant: dict) -> str:
@@ -321,8 +329,8 @@ def expand(spec: dict, root: str | Path | None = None, source: str = "<python>")
                         # the family's default algorithm named, so that runs needing the same pre-training share it
                         algo = C.pretrain_algorithm(pre, C.PRESETS[resolve_task(cfg).preset])
                         pre = dataclasses.replace(pre, algorithm=algo)
-                        identity = _computed(pre, seeds=None, seed=0, run_dir=None)
-                        pretrain_dir = root / task_name / "pretrain" / f"{algo}-{_digest(identity)}"
+                        identity = _identity(pre, root, seeds=None, seed=0, run_dir=None)
+                        pretrain_dir = root / task_name / "pretrain" / f"{algo}-{identity}"
                         pretrain_template = str(pretrain_dir / "seed{seed}")
                         pre = dataclasses.replace(pre, seeds=group, run_dir=pretrain_template)
                         _checked(where, check_stages_fit, cfg, pre)
@@ -383,7 +391,6 @@ def _row(kind, task, label, cfg, variant, seed, run_dir: Path, root: Path, pretr
     seed_dir = run_dir / f"seed{seed}"
     pretrain_dir = (Path(pretrain_template.replace("{seed}", str(seed))).relative_to(root).as_posix()
                     if pretrain_template else None)
-    record = _computed(C.for_seed(cfg, seed, seed_dir))
     return {"kind": kind, "task": task, "label": label, "method": getattr(cfg, "method", None), "variant": variant,
             "seed": seed, "dir": seed_dir.relative_to(root).as_posix(), "pretrain_dir": pretrain_dir,
-            "options": _digest(json.dumps(C.to_jsonable(record), sort_keys=True).replace(str(root), "<root>"))}
+            "options": _identity(C.for_seed(cfg, seed, seed_dir), root)}
