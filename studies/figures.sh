@@ -15,4 +15,5 @@ runs() {  # the run folders of these labels, on every task that has them
 "$WSRL" plot $(runs wsrl wsrl-warmup-uniform wsrl-warmup-dataset) --out "$F/warmup-source"           # F5
 "$WSRL" plot $(runs wsrl wsrl-init-policy wsrl-init-critic wsrl-init-none) --out "$F/initialisation"  # F6
 "$WSRL" summary "$S" > "$F/summary.txt"
+"$WSRL" findings "$S" --json "$F/findings.json" > "$F/findings.md"                                   # the table of findings
 echo "wrote $F"

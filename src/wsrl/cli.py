@@ -167,6 +167,15 @@ def cmd_summary(args) -> None:
     print(format_table(summarize(runs)))
 
 
+def cmd_findings(args) -> None:
+    from wsrl.findings import findings
+    from wsrl.summary import find_runs
+    runs = find_runs([Path(p) for p in args.runs])
+    if not runs:
+        raise C.ConfigError(f"no run directories (config.json + metrics.jsonl) under {', '.join(args.runs)}")
+    print(findings(runs, Path(args.json) if args.json else None))
+
+
 def cmd_sweep(args) -> None:
     from wsrl.sweep import report_line, sweep
     source = args.files if len(args.files) > 1 else args.files[0]
@@ -292,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="results table: final and best score per method and task, IQM")
     p.add_argument("runs", nargs="+", help="run directories or folders containing them")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("findings", help="the study's findings table: each claim of the paper as a difference "
+                       "between two groups of runs, with its bootstrap interval and a verdict (docs/results.md)")
+    p.add_argument("runs", nargs="+", help="run directories or folders containing them (e.g. results/study)")
+    p.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    p.set_defaults(func=cmd_findings)
 
     p = sub.add_parser("export-policy", help="copy a checkpoint's policy alone (small, for `wsrl datagen "
                        "--checkpoint`; not trainable)")
