@@ -227,3 +227,42 @@ def test_locomotion_medium_data_from_the_shipped_medium_policy(tmp_path, body, m
         generate("policy", random_task.name, tmp_path / "r.hdf5", steps=10, progress=False)
     replay = get_task(f"{body}-medium-replay-local-v5")
     assert replay.datagen_recipe is None and "--save-replay" in replay.dataset_hint
+
+
+@pytest.mark.parametrize("recipe, task, steps", [
+    ("maze-planner", TASK, 1500),  # a step-driven rollout (also the random and policy recipes)
+    ("navigate", "pointmaze-medium-navigate-singletask-task1-v0", 2100),
+    ("oracle", "cube-single-play-singletask-task1-v0", 2100),
+])
+def test_a_killed_generation_resumes_to_the_same_dataset(tmp_path, monkeypatch, recipe, task, steps):
+    from wsrl.datagen import partial
+    from wsrl.datagen.partial import partial_path
+    from wsrl.sweep.plan import Job
+    whole = generate(recipe, task, tmp_path / "whole.hdf5", steps=steps, seed=3, progress=False)
+    monkeypatch.setattr(partial, "SAVE_SECONDS", 0.0)  # save after every episode
+    real_save, saves = partial.Resumable._save, []
+
+    def killed_after_the_second_save(self, *args):
+        real_save(self, *args)
+        saves.append(args[-1])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(partial.Resumable, "_save", killed_after_the_second_save)
+    out = tmp_path / "cut.hdf5"
+    with pytest.raises(KeyboardInterrupt):
+        generate(recipe, task, out, steps=steps, seed=3, progress=False)
+    assert not out.exists() and partial_path(out).exists() and 0 < saves[-1] < steps
+    assert Job("data d", "data", ("datagen",), (str(out),), (), "log", task).state() == "resume"  # a sweep resumes it
+    with pytest.raises(ConfigError, match="interrupted generation of this dataset: pass --resume true"):
+        generate(recipe, task, out, steps=steps, seed=3, progress=False)
+    with pytest.raises(ConfigError, match="other options \\(seed: it has 3, now 4\\)"):
+        generate(recipe, task, out, steps=steps, seed=4, progress=False, resume=True)
+    monkeypatch.setattr(partial.Resumable, "_save", real_save)
+    generate(recipe, task, out, steps=steps, seed=3, progress=False, resume=True)
+    assert not partial_path(out).exists()
+    with h5py.File(whole) as a, h5py.File(out) as b:
+        names = []
+        a.visit(lambda k: names.append(k) if isinstance(a[k], h5py.Dataset) else None)
+        assert len(names) >= 7
+        for name in names:
+            np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)

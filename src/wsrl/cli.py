@@ -145,7 +145,7 @@ def cmd_datagen(args) -> None:
         recipe_kw["kind"] = args.oracle
     path = generate(args.recipe, args.task, out, steps=args.steps, seed=args.seed, noise=args.noise,
                     fmt=args.format, progress=not args.quiet, checkpoint=args.checkpoint, overwrite=args.overwrite,
-                    env=env, **recipe_kw)
+                    env=env, resume=args.resume, **recipe_kw)
     print(f"dataset written: {path}")
 
 
@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset at the output path (without it, an existing one is refused "
                         "before anything is generated)")
+    p.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
+                   help="continue a killed generation from <out>.partial (saved about once a minute; the same "
+                        "options), writing the dataset an uninterrupted run writes")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_datagen)
 

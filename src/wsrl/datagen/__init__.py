@@ -18,10 +18,10 @@ import numpy as np
 from wsrl.datagen import navigate, oracle
 from wsrl.datagen.labels import STATE_KEYS
 from wsrl.datagen.maze import MazePlanner
+from wsrl.datagen.partial import Resumable, partial_path
 from wsrl.errors import ConfigError
 from wsrl.io.atomic import atomic_path
 from wsrl.io.provenance import provenance
-from wsrl.io.runlog import progress_bar
 from wsrl.tasks import Task, get_task
 from wsrl.tasks.registry import POLICIES_DIR
 
@@ -97,34 +97,36 @@ def reset_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, episode, 0xDA7A]).generate_state(1)[0])
 
 
-def rollout(env, policy, steps: int, seed: int, progress: bool = False) -> dict:
+def rollout(env, policy, steps: int, seed: int, resumable: Resumable | None = None) -> dict:
     """`steps` environment steps with resets at episode ends; arrays in D4RL layout plus next_observations."""
-    rng = np.random.default_rng(seed)
+    resumable = resumable or Resumable()
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    out = {"observations": np.zeros((steps, obs_dim), np.float32), "actions": np.zeros((steps, act_dim), np.float32),
-           "rewards": np.zeros(steps, np.float32), "next_observations": np.zeros((steps, obs_dim), np.float32),
-           "terminals": np.zeros(steps, bool), "timeouts": np.zeros(steps, bool), "success": np.zeros(steps, bool)}
-    episode = 0
-    obs, _ = env.reset(seed=reset_seed(seed, episode))
-    policy.reset(env, rng)
-    bar = progress_bar(steps, enabled=progress, label="datagen")
-    bar.set_postfix_str("generating", refresh=False)
-    for t in range(steps):
-        action = policy(obs, rng)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        truncated = truncated or t == steps - 1
-        for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
-                           ("next_observations", next_obs), ("terminals", terminated), ("timeouts", truncated),
-                           ("success", info["success"])):
-            out[key][t] = value
-        obs = next_obs
-        if terminated or truncated:
-            episode += 1
-            obs, _ = env.reset(seed=reset_seed(seed, episode))
-            policy.reset(env, rng)
-        bar.update(1)
-    bar.close()
-    return out
+
+    def next_episode(state, steps_left):
+        rng = state["rng"]
+        obs, _ = env.reset(seed=reset_seed(seed, state["episode"]))
+        policy.reset(env, rng)
+        rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts",
+                                "success")}
+        for t in range(steps_left):
+            action = policy(obs, rng)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            truncated = truncated or t == steps_left - 1
+            for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                               ("next_observations", next_obs), ("terminals", terminated), ("timeouts", truncated),
+                               ("success", info["success"])):
+                rows[key].append(value)
+            obs = next_obs
+            if terminated or truncated:
+                break
+        state["episode"] += 1
+        types = {"observations": (np.float32, obs_dim), "next_observations": (np.float32, obs_dim),
+                 "actions": (np.float32, act_dim), "rewards": (np.float32, None)}
+        return {k: np.asarray(v, types[k][0]).reshape(-1, *(() if types[k][1] is None else (types[k][1],)))
+                if k in types else np.asarray(v, bool) for k, v in rows.items()}
+
+    episodes = resumable.episodes(next_episode, {"rng": np.random.default_rng(seed), "episode": 0}, steps)
+    return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
 
 
 def episode_stats(arrays: dict) -> tuple[float, float]:
@@ -303,11 +305,13 @@ def user_env_words(options: dict) -> list:
 def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: int, seed: int = 0,
              noise: float | None = None, fmt: str = "hdf5", progress: bool = True, policy_fn: Callable | None = None,
              checkpoint: str | Path | None = None, overwrite: bool = False, env: dict | None = None,
-             **recipe_kwargs) -> Path:
+             resume: bool = False, **recipe_kwargs) -> Path:
     """Generate `steps` transitions of `task` with `recipe`, write them to `out` (a file path for hdf5, a dataset
     id under $MINARI_DATASETS_PATH for minari; None: the default path / id); deterministic for a seed. The
     `policy` recipe rolls out the policy of a wsrl `checkpoint` directory or any `policy_fn(obs, rng) -> action`.
     An existing `out` is refused unless `overwrite`; every check on `out` runs before anything is generated.
+    A killed generation continues with `resume` from `<out>.partial` (saved about once a minute) and writes the
+    dataset an uninterrupted one writes.
 
     `env`, in place of `task`: your own environment as the options of `--env` (a dict with `env` and optionally
     env_kwargs, env_module, max_episode_steps, success_key, family); recipes `random` and `policy`. Actions are
@@ -328,9 +332,15 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
         raise ConfigError("pass a checkpoint or a policy_fn, not both")
     check_noise(noise)
     if fmt == "minari":
-        check_minari_out(str(out), overwrite)
+        target = check_minari_out(str(out), overwrite)
     else:
         check_hdf5_out(Path(out), overwrite)
+        target = Path(out)
+    identity = {"recipe": recipe, "task": task, "env": env, "steps": steps, "seed": seed, "noise": noise,
+                "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
+                "policy_fn": policy_fn is not None, "recipe_kwargs": recipe_kwargs}
+    resumable = Resumable(partial_path(target), resume, identity, progress)
+    resumable.check(overwrite)
     user_options, env = env, spec.make_env(seed)
     given = checkpoint  # what the command line names; a shipped policy is the task's default and is not named
     if spec.datagen_policy and recipe in ("policy", "navigate") and checkpoint is None and policy_fn is None:
@@ -341,16 +351,16 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
         if spec.family != "manipulation":
             raise ConfigError(f"recipe 'oracle' runs OGBench's manipulation oracles; task {task!r} is a "
                               f"{spec.family} task (use it with cube, scene or puzzle tasks)")
-        arrays, noise = oracle.collect(spec.env_id, steps, seed, noise=noise, progress=progress, **recipe_kwargs)
+        arrays, noise = oracle.collect(spec.env_id, steps, seed, noise=noise, resumable=resumable, **recipe_kwargs)
     elif recipe == "navigate":
         if "singletask" not in spec.env_id:
             raise ConfigError(f"recipe 'navigate' runs OGBench's maze recipe; task {task!r} is not an OGBench "
                               f"point or ant maze (use pointmaze-* or antmaze-*-navigate-singletask-* tasks)")
         arrays, noise = navigate.collect(spec.env_id, steps, seed, noise=noise, policy_fn=policy_fn,
-                                         progress=progress)
+                                         resumable=resumable)
     else:
         policy, noise = make_policy(recipe, spec, env, noise, policy_fn, **recipe_kwargs)
-        arrays = rollout(env, policy, steps, seed, progress)
+        arrays = rollout(env, policy, steps, seed, resumable)
     gen_return, gen_success = episode_stats(arrays)
     random_ref = reference(spec, RandomPolicy(env.action_space.shape[0]), seed + 1)
     if user_options is not None:  # the environment's own units, as a user environment's dataset is read
@@ -372,7 +382,10 @@ def generate(recipe: str, task: str | None, out: str | Path | None, *, steps: in
             from wsrl.tasks.user import make_raw_env
             env = make_raw_env(spec.env_id, user_options.get("env_kwargs") or {}, user_options.get("env_module"),
                                spec.max_episode_steps)
-        return write_minari(str(out), arrays, env, metadata, overwrite, env_spec=env.spec if user_options else None)
-    out = Path(out)
-    write_hdf5(out, arrays, metadata, overwrite)
-    return out
+        written = write_minari(str(out), arrays, env, metadata, overwrite,
+                               env_spec=env.spec if user_options else None)
+    else:
+        written = Path(out)
+        write_hdf5(written, arrays, metadata, overwrite)
+    resumable.finish()
+    return written

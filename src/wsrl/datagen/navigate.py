@@ -22,7 +22,7 @@ import numpy as np
 from wsrl.datagen.labels import episode_seed, global_numpy_seed, join_and_label
 from wsrl.datagen.maze import distances_to
 from wsrl.errors import ConfigError
-from wsrl.io.runlog import progress_bar
+from wsrl.datagen.partial import Resumable
 from wsrl.tasks.envs import ogbench_env_names
 
 EPISODE_STEPS = {"navigate": 1000, "stitch": 200, "explore": 500}
@@ -121,7 +121,7 @@ def ant_controller(policy_fn: Callable) -> Callable:
 
 
 def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None, policy_fn: Callable | None = None,
-            progress: bool = False) -> tuple[dict, float]:
+            resumable: Resumable | None = None) -> tuple[dict, float]:
     """`steps` transitions for an OGBench point / ant maze singletask task -> (arrays in D4RL layout with the next
     state's qpos / qvel and the starting state's prev_qpos / prev_qvel, the noise used). Ant mazes need
     `policy_fn(obs, rng)`, a goal-direction agent."""
@@ -136,25 +136,17 @@ def collect(task_env_id: str, steps: int, seed: int, noise: float | None = None,
     kind = kind_of(task_env_id)
     noise = (EXPLORE_NOISE if kind == "explore" else DEFAULT_NOISE[body]) if noise is None else noise
     with global_numpy_seed(seed):  # the maze draws its start noise from NumPy's global generator
-        episodes = _episodes(task_env_id, kind, low_level, steps, seed, noise, progress)
+        name = ogbench_env_names(task_env_id)[0]
+        length = episode_steps(task_env_id, kind)
+        env = gym.make(name, terminate_at_goal=False, max_episode_steps=length + 1)
+        cells = maze_cells(env.unwrapped.maze_map)
+
+        def next_episode(state, steps_left):
+            episode = run_episode(env, low_level, kind, noise, min(length, steps_left), cells, state["rng"],
+                                  episode_seed(seed, state["episode"], 0x0A7E))
+            state["episode"] += 1
+            return episode
+
+        episodes = (resumable or Resumable()).episodes(next_episode, {"rng": np.random.default_rng(seed),
+                                                                      "episode": 0}, steps)
         return join_and_label(episodes, task_env_id), noise
-
-
-def _episodes(task_env_id: str, kind: str, low_level: Callable, steps: int, seed: int, noise: float,
-              progress: bool) -> list[dict]:
-    name = ogbench_env_names(task_env_id)[0]
-    length = episode_steps(task_env_id, kind)
-    env = gym.make(name, terminate_at_goal=False, max_episode_steps=length + 1)
-    cells = maze_cells(env.unwrapped.maze_map)
-    rng = np.random.default_rng(seed)
-    episodes, done = [], 0
-    bar = progress_bar(steps, enabled=progress, label="datagen")
-    bar.set_postfix_str("generating", refresh=False)
-    while done < steps:
-        n = min(length, steps - done)
-        episodes.append(run_episode(env, low_level, kind, noise, n, cells, rng, episode_seed(seed, len(episodes),
-                                                                                             0x0A7E)))
-        done += n
-        bar.update(n)
-    bar.close()
-    return episodes

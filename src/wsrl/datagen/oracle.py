@@ -22,7 +22,7 @@ import numpy as np
 
 from wsrl.datagen.labels import STATE_KEYS, episode_seed, global_numpy_seed, join_and_label
 from wsrl.errors import ConfigError
-from wsrl.io.runlog import progress_bar
+from wsrl.datagen.partial import Resumable
 from wsrl.tasks.envs import ogbench_env_names
 
 KINDS = ("play", "noisy")
@@ -115,7 +115,7 @@ def oracle_episode(env, oracles: dict, kind: str, noise: float, steps: int, name
 
 
 def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: float | None = None,
-            progress: bool = False) -> tuple[dict, float]:
+            resumable: Resumable | None = None) -> tuple[dict, float]:
     """`steps` transitions of oracle data for an OGBench singletask task -> (arrays in D4RL layout with
     infos qpos/qvel[/button_states] of the next state and prev_qpos etc. of the state each row starts from, the
     noise level used)."""
@@ -126,18 +126,13 @@ def collect(task_env_id: str, steps: int, seed: int, kind: str = "play", noise: 
     name = ogbench_env_names(task_env_id)[0]
     env = gym.make(name, terminate_at_goal=False, mode="data_collection", max_episode_steps=EPISODE_STEPS + 1)
     oracles = make_oracles(name, env, kind, noise)
-    episodes, done, attempt = [], 0, 0
-    bar = progress_bar(steps, enabled=progress, label="datagen")
-    bar.set_postfix_str("generating", refresh=False)
+
+    def next_episode(state, steps_left):
+        episode = oracle_episode(env, oracles, kind, noise, min(EPISODE_STEPS, steps_left), name,
+                                 episode_seed(seed, state["attempt"], 0x0AC1))
+        state["attempt"] += 1
+        return episode if healthy(name, episode["qpos"]) else None
+
     with global_numpy_seed(seed):
-        while done < steps:
-            length = min(EPISODE_STEPS, steps - done)
-            episode = oracle_episode(env, oracles, kind, noise, length, name, episode_seed(seed, attempt, 0x0AC1))
-            attempt += 1
-            if not healthy(name, episode["qpos"]):
-                continue
-            episodes.append(episode)
-            done += length
-            bar.update(length)
-    bar.close()
+        episodes = (resumable or Resumable()).episodes(next_episode, {"attempt": 0}, steps)
     return join_and_label(episodes, task_env_id), noise

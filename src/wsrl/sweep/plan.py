@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 
 from wsrl import config as C
+from wsrl.datagen.partial import partial_path
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import SWEEP_MANIFEST as MANIFEST
 from wsrl.train.run import CHECKPOINT_DIR
@@ -56,8 +57,11 @@ class Job:
         return all((Path(d) / CHECKPOINT_DIR / "checkpoint.json").exists() for d in self.outputs)
 
     def started(self) -> bool:
-        """A run of the job was started (it continues with --resume); datasets are written whole or not at all."""
-        return self.kind != "data" and any((Path(d) / "config.json").exists() for d in self.outputs)
+        """A run of the job was started (it continues with --resume): a run directory's config.json, or an
+        interrupted generation beside a dataset (`<out>.partial`)."""
+        if self.kind == "data":
+            return partial_path(Path(self.outputs[0])).exists()
+        return any((Path(d) / "config.json").exists() for d in self.outputs)
 
     def state(self) -> str:
         return "done" if self.finished() else "resume" if self.started() else "new"
