@@ -67,10 +67,12 @@ def test_the_study_files_make_one_graph(tmp_path):
     graph = plan_of(files, root=tmp_path)
     tasks = {j.task for j in graph.jobs}
     assert len(tasks) >= 4
-    for task in tasks:  # WSRL's (IQL, its policy mean tanh-squashed), Cal-QL's and IQL's, once per task
+    assert {j.task for j in graph.jobs if "/calql-ft" in j.id} == {"halfcheetah-medium-local-v5"}
+    for task in tasks:  # WSRL's (IQL, its policy mean tanh-squashed), IQL's, and Cal-QL's where it runs, once
         pretrain = [j for j in graph.jobs if j.kind == "pretrain" and j.task == task]
         algorithms = sorted(j.argv[j.argv.index("--algorithm") + 1] for j in pretrain)
-        assert algorithms == ["cal-ql", "iql", "iql"]
+        calql = any(j.id.startswith(f"finetune {task}/calql-ft") for j in graph.jobs)
+        assert algorithms == ["cal-ql"] * calql + ["iql", "iql"]
         assert sum("--iql-tanh-mean" in j.argv for j in pretrain) == 1
     runs = graph.manifest["runs"]
     assert {r["seed"] for r in runs} == {0, 1, 2, 3, 4}
