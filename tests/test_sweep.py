@@ -113,7 +113,7 @@ def test_tasks_select_one_tasks_jobs_and_keep_the_whole_manifest(tmp_path, capsy
     assert {j.kind for j in chunk.jobs} == {"data", "pretrain", "finetune"}
     assert all(need in {j.id for j in chunk.jobs} for j in chunk.jobs for need in j.needs)
     assert chunk.manifest == whole.manifest
-    with pytest.raises(ConfigError, match="hopper-medium-v2: not a task of this sweep; its tasks are"):
+    with pytest.raises(ConfigError, match=r"hopper-medium-v2 \(--tasks\): not a task of this sweep; its tasks are"):
         plan_of(spec(), root=tmp_path, tasks=[PLAIN, "hopper-medium-v2"])
     (tmp_path / "s.toml").write_text(_toml(spec()))
     assert cli.main(["sweep", str(tmp_path / "s.toml"), "--root", str(tmp_path), "--tasks", MAZE, "--dry-run"]) == 0

@@ -37,8 +37,8 @@ def only_tasks(graph: Plan, tasks: list[str]) -> Plan:
     known = sorted({job.task for job in graph.jobs})
     unknown = [t for t in tasks if t not in known]
     if unknown or not tasks:
-        raise ConfigError(f"--tasks {','.join(unknown) or '(none)'}: not a task of this sweep; its tasks are "
-                          f"{', '.join(known)}")
+        raise ConfigError(f"tasks {','.join(unknown) or '(none)'} (--tasks): not a task of this sweep; its tasks "
+                          f"are {', '.join(known)}")
     return Plan(graph.root, tuple(job for job in graph.jobs if job.task in tasks), graph.manifest)
 
 
