@@ -2,11 +2,12 @@
 # Every figure and table of the study in docs/results.md, from the runs under results/study (their config.json
 # and metrics.jsonl are in the repository):      bash studies/figures.sh        (writes docs/figures/study/)
 # With the virtual environment of the README, `wsrl` is .venv/bin/wsrl: activate it or set WSRL=.venv/bin/wsrl.
+# STUDY and FIGURES name another results root and output folder (absolute paths).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WSRL=${WSRL:-wsrl}
-S=results/study
-F=docs/figures/study
+S=${STUDY:-results/study}
+F=${FIGURES:-docs/figures/study}
 runs() {  # the run folders of these labels, on every task that has them
     for label in "$@"; do find "$S" -mindepth 2 -maxdepth 2 -type d -name "$label" | sort; done
 }

@@ -90,3 +90,35 @@ def test_findings_table_from_run_directories(tmp_path, capsys):
     assert "| F1 | IQL fine-tuning without the data drops more early than WSRL |" in table
     assert "no finished runs of both yet" in table
     assert len(json.loads((tmp_path / "f.json").read_text())) == len(CLAIMS)
+
+
+@pytest.mark.slow
+def test_one_command_makes_every_figure_and_table_of_the_study(tmp_path):
+    """studies/figures.sh on a results root holding every label of the study files (2 tasks, 2 seeds each)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).parents[1]
+    labels = set(re.findall(r"^\[methods\.([\w-]+)\]", "".join(p.read_text() for p in (repo / "studies").glob("*.toml")),
+                            re.M))
+    assert {"wsrl", "wsrl-no-warmup", "iql-ft", "calql-ft-retain", "rlpd", "sac-fast", "wsrl-init-none"} <= labels
+    root, rng = tmp_path / "study", np.random.default_rng(2)
+    for task in ("a-v0", "b-v0"):
+        for label in sorted(labels):
+            for seed in range(2):
+                scores = list(40 + rng.normal(0, 5, len(STEPS)))
+                rows = [{**r, "q_offline": 50.0 - r["step"] / 1000} for r in records(scores)]
+                write_run(root / task / label / f"seed{seed}", task, label, seed, rows)
+    env = {**os.environ, "STUDY": str(root), "FIGURES": str(tmp_path / "figures"),
+           "WSRL": str(Path(sys.executable).parent / "wsrl")}
+    done = subprocess.run(["bash", str(repo / "studies" / "figures.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = tmp_path / "figures"
+    for name in ("no-retention", "retention", "warmup-source", "initialisation"):
+        assert (figures / name / "scores.png").stat().st_size > 10_000, name
+    assert "final mean" in (figures / "summary.txt").read_text()
+    table = (figures / "findings.md").read_text()
+    assert table.count("\n| F") == len(CLAIMS) and "no finished runs" not in table
