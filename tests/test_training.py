@@ -298,13 +298,14 @@ def test_wsrl_starts_from_iql_pretraining_with_a_tanh_mean_and_acts_the_same(wor
     from wsrl.api import run as run_both
     from wsrl.io.checkpoint import load
     root, dataset, ckpts = workspace
-    cfg = FinetuneConfig(task=TASK, method="wsrl", steps=40, warmup_steps=20, dataset=dataset,
-                         run_dir=str(root / "wsrl-from-iql"), **SMALL)
+    cfg = FinetuneConfig(task=TASK, method="wsrl", steps=40, warmup_steps=20, update_after=20, utd=2, num_critics=4,
+                         eval_interval=40, diagnostic_samples=50, dataset=dataset, run_dir=str(root / "wsrl-from-iql"),
+                         **SMALL)
     pre_dir, ft_dir = run_both(cfg, algorithm="iql", pretrain_steps=10)
     pre, meta = load(Path(pre_dir) / "checkpoint")
-    assert meta["algorithm"] == "iql" and pre.config.tanh_mean and pre.config.num_critics == 10
+    assert meta["algorithm"] == "iql" and pre.config.tanh_mean and pre.config.num_critics == 4
     assert json.loads((Path(pre_dir) / "config.json").read_text())["iql_tanh_mean"] is True
-    sac_config = agents.ActorCriticConfig(critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16), num_critics=10,
+    sac_config = agents.ActorCriticConfig(critic_hidden_dims=(16, 16), actor_hidden_dims=(16, 16), num_critics=4,
                                           critic_layer_norm=True, actor_layer_norm=True,
                                           state_dependent_std=pre.config.state_dependent_std)
     fresh = agents.warm_start(pre, sac_config, 6, 2)
