@@ -231,8 +231,8 @@ def test_locomotion_medium_data_from_the_shipped_medium_policy(tmp_path, body, m
 
 @pytest.mark.parametrize("recipe, task, steps", [
     ("maze-planner", TASK, 1500),  # a step-driven rollout (also the random and policy recipes)
-    ("navigate", "pointmaze-medium-navigate-singletask-task1-v0", 2100),
-    ("oracle", "cube-single-play-singletask-task1-v0", 2100),
+    ("navigate", "pointmaze-medium-navigate-singletask-task1-v0", 1100),  # episodes of 1,000 steps
+    ("oracle", "cube-single-play-singletask-task1-v0", 1100),
 ])
 def test_a_killed_generation_resumes_to_the_same_dataset(tmp_path, monkeypatch, recipe, task, steps):
     from wsrl.datagen import partial
@@ -242,12 +242,11 @@ def test_a_killed_generation_resumes_to_the_same_dataset(tmp_path, monkeypatch, 
     monkeypatch.setattr(partial, "SAVE_SECONDS", 0.0)  # save after every episode
     real_save, saves = partial.Resumable._save, []
 
-    def killed_after_the_second_save(self, *args):
+    def killed_after_the_first_save(self, *args):
         real_save(self, *args)
         saves.append(args[-1])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(partial.Resumable, "_save", killed_after_the_second_save)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(partial.Resumable, "_save", killed_after_the_first_save)
     out = tmp_path / "cut.hdf5"
     with pytest.raises(KeyboardInterrupt):
         generate(recipe, task, out, steps=steps, seed=3, progress=False)

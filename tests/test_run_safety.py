@@ -113,13 +113,20 @@ def test_sigkill_inside_a_finetuning_snapshot_resumes_to_identical_metrics(tmp_p
     assert metrics(resumed) == reference
 
 
-@pytest.mark.slow
-def test_a_run_resumed_with_other_snapshot_spacing_ends_with_the_same_metrics(maze_dataset, reference, tmp_path):
+def test_a_run_resumed_with_other_snapshot_spacing_ends_with_the_same_metrics(maze_dataset, reference, tmp_path,
+                                                                              monkeypatch):
     options = pretrain_options(maze_dataset, tmp_path / "respaced")
-    done = run_script(KILL_AT_SECOND_SNAPSHOT.format(inside=KILL_POINTS["before any file"]), "pretrain", options)
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    resumed = pretrain(PretrainConfig(**{**options, "resume": True, "save_interval": 30, "critic_hidden_dims": (8, 8),
-                                          "actor_hidden_dims": (8, 8)}))
+    real = run.Run.snapshot
+
+    def stopped_after_the_first(self, step, write):
+        real(self, step, write)
+        raise KeyboardInterrupt  # stopped (Ctrl-C) right after its first snapshot, at step 20
+    monkeypatch.setattr(run.Run, "snapshot", stopped_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(PretrainConfig(**options))
+    monkeypatch.setattr(run.Run, "snapshot", real)
+    assert run.snapshot_steps(tmp_path / "respaced") == [20]
+    resumed = pretrain(PretrainConfig(**{**options, "resume": True, "save_interval": 30}))
     assert metrics(resumed) == reference
 
 
