@@ -100,7 +100,6 @@ def reset_seed(seed: int, episode: int) -> int:
 def rollout(env, policy, steps: int, seed: int, resumable: Resumable | None = None) -> dict:
     """`steps` environment steps with resets at episode ends; arrays in D4RL layout plus next_observations."""
     resumable = resumable or Resumable()
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
 
     def next_episode(state, steps_left):
         rng = state["rng"]
@@ -120,10 +119,8 @@ def rollout(env, policy, steps: int, seed: int, resumable: Resumable | None = No
             if terminated or truncated:
                 break
         state["episode"] += 1
-        types = {"observations": (np.float32, obs_dim), "next_observations": (np.float32, obs_dim),
-                 "actions": (np.float32, act_dim), "rewards": (np.float32, None)}
-        return {k: np.asarray(v, types[k][0]).reshape(-1, *(() if types[k][1] is None else (types[k][1],)))
-                if k in types else np.asarray(v, bool) for k, v in rows.items()}
+        return {k: np.asarray(v, bool if k in ("terminals", "timeouts", "success") else np.float32)
+                for k, v in rows.items()}
 
     episodes = resumable.episodes(next_episode, {"rng": np.random.default_rng(seed), "episode": 0}, steps)
     return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}

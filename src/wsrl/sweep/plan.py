@@ -179,17 +179,23 @@ def _word(value) -> str:
     return str(value)
 
 
+def _given(cfg) -> dict:
+    """The fields of a config that are not at their defaults."""
+    given = {}
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(cfg, f.name) != default:
+            given[f.name] = getattr(cfg, f.name)
+    return given
+
+
 def config_argv(cfg) -> list[str]:
     """The options that reproduce `cfg` on `wsrl pretrain` / `wsrl finetune`: every field not at its default."""
     words = []
-    for f in dataclasses.fields(cfg):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        value = getattr(cfg, f.name)
-        if value == default:
-            continue
+    for name, value in _given(cfg).items():
         if value is None:
-            raise ConfigError(f"{f.name} = None cannot be passed on the command line (its default is {default!r})")
-        words += ["--" + f.name.replace("_", "-"), _word(value)]
+            raise ConfigError(f"{name} = None cannot be passed on the command line (its default is not None)")
+        words += ["--" + name.replace("_", "-"), _word(value)]
     return words
 
 
@@ -202,12 +208,8 @@ def _identity(cfg, root: Path | None = None, **changes) -> str:
     gives them; an option added to wsrl later, at its default, keeps existing digests), leaving out those that do
     not change results (progress display, snapshot spacing), so that changing them reuses finished runs. Paths
     under `root` are written relative to it, so that a moved root keeps its digests."""
-    cfg = dataclasses.replace(cfg, **changes)
-    given = {}
-    for f in dataclasses.fields(cfg):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if f.name not in ("progress", "save_interval") and getattr(cfg, f.name) != default:
-            given[f.name] = getattr(cfg, f.name)
+    given = {k: v for k, v in _given(dataclasses.replace(cfg, **changes)).items()
+             if k not in ("progress", "save_interval")}
     text = json.dumps(C.to_jsonable(given), sort_keys=True)
     return _digest(text.replace(str(root), "<root>") if root is not None else text)
 
