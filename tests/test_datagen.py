@@ -247,11 +247,12 @@ def test_a_killed_generation_resumes_to_the_same_dataset(tmp_path, monkeypatch, 
         saves.append(args[-1])
         raise KeyboardInterrupt
     monkeypatch.setattr(partial.Resumable, "_save", killed_after_the_first_save)
-    out = tmp_path / "cut.hdf5"
+    out = tmp_path / "not-yet" / "cut.hdf5"  # a directory that does not exist yet (as a sweep's datasets/)
     with pytest.raises(KeyboardInterrupt):
         generate(recipe, task, out, steps=steps, seed=3, progress=False)
     assert not out.exists() and partial_path(out).exists() and 0 < saves[-1] < steps
-    assert Job("data d", "data", ("datagen",), (str(out),), (), "log", task).state() == "resume"  # a sweep resumes it
+    job = Job("data d", "data", ("datagen",), (str(out),), (), "log", task)
+    assert job.state(pending=True) == "resume"  # a sweep resumes it
     with pytest.raises(ConfigError, match="interrupted generation of this dataset: pass --resume true"):
         generate(recipe, task, out, steps=steps, seed=3, progress=False)
     with pytest.raises(ConfigError, match="other options \\(seed: it has 3, now 4\\)"):

@@ -4,6 +4,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from wsrl import config as C
 from wsrl.errors import ConfigError
 from wsrl.sweep import plan as plan_of
 from wsrl.sweep.execute import LOCK_FILE, Outcome, locked, merged_manifest, run_job
-from wsrl.sweep.plan import MANIFEST, config_argv, load
+from wsrl.sweep.plan import MANIFEST, Job, config_argv, load, pending_jobs
 
 MAZE, PLAIN = "pointmaze-umaze-repeat4-v0", "pointmaze-umaze-v0"
 TINY = {"steps": 1000, "pretrain_steps": 50, "critic_hidden_dims": [16, 16],
@@ -252,6 +253,38 @@ def test_a_job_runs_its_command_and_reports_failure_with_its_log(tmp_path):
     assert log.startswith("$ wsrl datagen --task") and "no-such-recipe" in log.splitlines()[-1]
 
 
+def _run_dir(path: Path, steps: int, last: int, checkpoint: bool = False, state: bool = False) -> str:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"steps": steps}))
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(0, last + 1, 10)))
+    if checkpoint:
+        (path / "checkpoint").mkdir()
+        (path / "checkpoint" / "checkpoint.json").write_text("{}")
+    if state:
+        (path / "state").mkdir()
+    return str(path)
+
+
+def test_finished_runs_without_checkpoints_run_again_only_when_a_pending_run_needs_them(tmp_path):
+    def job(name, kind, outputs, needs=()):
+        return Job(name, kind, (kind,), tuple(outputs), tuple(needs), "log", "task")
+    data = job("data", "data", [str(tmp_path / "data.hdf5")])  # missing
+    kept = job("pre-kept", "pretrain", [_run_dir(tmp_path / "p1", 20, 20)], ["data"])  # finished, no checkpoint
+    done = job("ft-done", "finetune", [_run_dir(tmp_path / "f1", 30, 30)], ["pre-kept"])
+    needed = job("pre-needed", "pretrain", [_run_dir(tmp_path / "p2", 20, 20)], ["data"])
+    new = job("ft-new", "finetune", [str(tmp_path / "f2")], ["pre-needed"])
+    cut = job("ft-cut", "finetune", [_run_dir(tmp_path / "f3", 30, 20)], ["pre-kept"])  # stopped at step 20
+    stale = job("ft-stale", "finetune", [_run_dir(tmp_path / "f4", 30, 30, state=True)])  # killed after its last log
+    ckpt = job("ft-ckpt", "finetune", [_run_dir(tmp_path / "f5", 30, 20, checkpoint=True)])
+    jobs = [data, kept, done, needed, new, cut, stale, ckpt]
+    assert [j.finished() for j in jobs] == [False, True, True, True, False, False, False, True]
+    assert [j.id for j in pending_jobs(jobs)] == ["data", "pre-kept", "pre-needed", "ft-new", "ft-cut", "ft-stale"]
+    assert [j.state(j in pending_jobs(jobs)) for j in jobs] == ["new", "rerun", "done", "rerun", "new", "resume",
+                                                                "resume", "done"]
+    # Nothing left to run once every run is finished: the missing dataset is not generated for nothing.
+    assert pending_jobs([data, kept, done]) == []
+
+
 def _pids_running(pattern: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
@@ -308,3 +341,16 @@ def test_tiny_sweep_on_ray_survives_a_killed_run(tmp_path):
         ("finetune", m, s) for m in ("sac-fast", "wsrl") for s in (0, 1)] + [("pretrain", None, s) for s in (0, 1)]
     table = subprocess.run([sys.executable, "-m", "wsrl", "summary", str(root)], capture_output=True, text=True)
     assert table.returncode == 0 and "sac-fast" in table.stdout and "wsrl" in table.stdout, table.stderr
+
+    # A results tree kept without checkpoints or datasets (a committed study), one method's runs deleted: only
+    # what that method needs runs again; the pre-training starts over and writes the same metrics.
+    pretrain_metrics = {d: (d / "metrics.jsonl").read_text() for d in root.glob(f"{MAZE}/pretrain/*/seed*")}
+    for path in [*root.rglob("checkpoint"), root / "datasets"]:
+        shutil.rmtree(path)
+    for seed in (0, 1):
+        shutil.rmtree(root / MAZE / "wsrl" / f"seed{seed}")
+    third = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "3 done, 1 skipped, 0 failed, 0 blocked" in third.stdout  # sac-fast's finished runs are kept
+    assert pretrain_metrics and all(d.joinpath("metrics.jsonl").read_text() == text
+                                    for d, text in pretrain_metrics.items())

@@ -14,7 +14,7 @@ import numpy as np
 
 from wsrl import stats
 from wsrl.errors import WsrlError
-from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, SWEEP_MANIFEST as MANIFEST
+from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, SWEEP_MANIFEST as MANIFEST, load_records
 from wsrl.stats import iqm  # noqa: F401  (kept importable from here)
 
 LEVEL, REPS = 0.95, 2000  # confidence level and bootstrap replicates of every interval in tables and figures
@@ -28,21 +28,6 @@ def find_runs(paths) -> list[Path]:
         candidates = [path] + sorted(p.parent for p in path.rglob(CONFIG_FILE)) if path.is_dir() else []
         found += [c for c in candidates if (c / CONFIG_FILE).is_file() and (c / METRICS_FILE).is_file()]
     return sorted(set(found))
-
-
-def load_records(run_dir: Path) -> list[dict]:
-    """metrics.jsonl records; a cut last line (a run killed mid-write) is ignored, a bad line elsewhere is not."""
-    path = Path(run_dir) / METRICS_FILE
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if number == len(lines):
-                break
-            raise WsrlError(f"{path}, line {number}: not valid JSON ({err}); the file is damaged") from err
-    return records
 
 
 def load_run(run_dir: Path) -> tuple[dict, list[dict]]:

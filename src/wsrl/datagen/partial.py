@@ -78,6 +78,7 @@ class Resumable:
     def _save(self, episodes: list[dict], state: dict, done: int) -> None:
         blob = {"format": FORMAT, "identity": self.identity, "episodes": episodes, "state": state, "done": done,
                 "numpy_global": np.random.get_state()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # the dataset's directory is made when it is written
         write_bytes(self.path, pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _load(self) -> tuple[list[dict], dict, int]:

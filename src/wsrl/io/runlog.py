@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from wsrl.errors import WsrlError
+
 METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.json"
 SWEEP_MANIFEST = "sweep.json"  # at the root of a sweep: every run's task, label, variant and folder (wsrl.sweep)
 
@@ -57,6 +59,21 @@ class MetricsLog:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def load_records(run_dir: Path) -> list[dict]:
+    """metrics.jsonl records; a cut last line (a run killed mid-write) is ignored, a bad line elsewhere is not."""
+    path = Path(run_dir) / METRICS_FILE
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break
+            raise WsrlError(f"{path}, line {number}: not valid JSON ({err}); the file is damaged") from err
+    return records
 
 
 def progress_bar(total: int, start: int = 0, enabled: bool = True, label: str = "wsrl") -> tqdm:

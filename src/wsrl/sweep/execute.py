@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from wsrl.errors import ConfigError
 from wsrl.io import atomic
-from wsrl.sweep.plan import MANIFEST, Job, Plan
+from wsrl.sweep.plan import MANIFEST, Job, Plan, pending_jobs
 
 LOCK_FILE, JAX_CACHE = ".sweep.lock", ".jax-cache"
 # Variables the jobs need on every node (dataset locations, XLA settings), passed to a cluster's workers.
@@ -58,7 +58,7 @@ def run_job(job: Job, cwd: str, env: dict, *needed: Outcome) -> Outcome:
     blocked = [o.job for o in needed if o.status not in PASSED_STATES]
     if blocked:
         return Outcome(job.id, "blocked", detail=f"needs {', '.join(blocked)}")
-    if job.finished():
+    if job.has_outputs():  # a retried task whose first attempt finished
         return Outcome(job.id, "skipped", job.log)
     argv = list(job.argv) + (["--resume", "true"] if job.started() else [])
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def run_job(job: Job, cwd: str, env: dict, *needed: Outcome) -> Outcome:
                               cwd=cwd if Path(cwd).is_dir() else None, env={**os.environ, **env},
                               preexec_fn=_die_with_parent).returncode
     seconds = time.monotonic() - start
-    if code == 0 and job.finished():
+    if code == 0 and job.has_outputs():
         return Outcome(job.id, "done", job.log, seconds=seconds)
     reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     return Outcome(job.id, "failed", job.log, reason if code else "exited without finishing its runs", seconds)
@@ -111,8 +111,9 @@ def merged_manifest(plan: Plan) -> dict:
 def describe(plan: Plan) -> str:
     """The graph, for --dry-run: each job's state, what it needs and its command line."""
     lines = [f"sweep root {plan.root}: {len(plan.jobs)} jobs"]
+    pending = pending_jobs(plan.jobs)
     for job in plan.jobs:
-        lines.append(f"[{job.state():>6}] {job.id}")
+        lines.append(f"[{job.state(job in pending):>6}] {job.id}")
         if job.needs:
             lines.append(f"           after: {'; '.join(job.needs)}")
         lines.append(f"           wsrl {shlex.join(job.argv)}")
@@ -142,8 +143,8 @@ def execute(plan: Plan, *, address: str | None = None, num_cpus: int | None = No
         manifest = merged_manifest(plan)
         with atomic.atomic_path(plan.root / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
-        todo = [job for job in plan.jobs if not job.finished()]
-        outcomes = [Outcome(job.id, "skipped", job.log) for job in plan.jobs if job.finished()]
+        todo = pending_jobs(plan.jobs)
+        outcomes = [Outcome(job.id, "skipped", job.log) for job in plan.jobs if job not in todo]
         if todo:
             outcomes += _on_ray(plan, todo, address, num_cpus, progress)
     return outcomes

@@ -29,7 +29,7 @@ from wsrl import config as C
 from wsrl.datagen.partial import partial_path
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import SWEEP_MANIFEST as MANIFEST
-from wsrl.train.run import CHECKPOINT_DIR
+from wsrl.train.run import CHECKPOINT_DIR, finished as run_finished
 
 DATASETS_DIR, LOGS_DIR = "datasets", "logs"
 TOP_KEYS = ("root", "tasks", "methods", "seeds", "seeds_per_process", "cpus_per_run", "data", "options", "pretrain",
@@ -51,10 +51,15 @@ class Job:
     task: str  # the sweep file's name of the task the job belongs to
     cpus: float = 1.0
 
-    def finished(self) -> bool:
+    def has_outputs(self) -> bool:
+        """What the jobs after it read is on disk: the dataset file, or every seed's final checkpoint."""
         if self.kind == "data":
             return Path(self.outputs[0]).exists()
         return all((Path(d) / CHECKPOINT_DIR / "checkpoint.json").exists() for d in self.outputs)
+
+    def finished(self) -> bool:
+        """Every seed's run is complete, checkpoint kept or not (`train.run.finished`)."""
+        return self.has_outputs() if self.kind == "data" else all(run_finished(Path(d)) for d in self.outputs)
 
     def started(self) -> bool:
         """A run of the job was started (it continues with --resume): a run directory's config.json, or an
@@ -63,8 +68,30 @@ class Job:
             return partial_path(Path(self.outputs[0])).exists()
         return any((Path(d) / "config.json").exists() for d in self.outputs)
 
-    def state(self) -> str:
-        return "done" if self.finished() else "resume" if self.started() else "new"
+    def state(self, pending: bool) -> str:
+        """For --dry-run: done, rerun (finished, but its checkpoints are gone and a pending job needs them),
+        resume or new."""
+        if not pending:
+            return "done"
+        return "rerun" if self.finished() else "resume" if self.started() else "new"
+
+
+def pending_jobs(jobs) -> list:
+    """The jobs a sweep runs: runs not finished; finished runs whose checkpoints are gone (a results tree kept
+    without them) while a pending job needs them, which start over and, training being deterministic, write the
+    same metrics again; and datasets that are missing and needed (a dataset is an input, not a result).
+    `jobs` in plan order (a job after the jobs it needs)."""
+    pending = set()
+    for job in reversed(jobs):
+        after = [other for other in jobs if job.id in other.needs]
+        needed = any(other.id in pending for other in after)
+        if job.kind == "data":
+            run = not job.has_outputs() and (needed or not after)
+        else:
+            run = not job.finished() or (needed and not job.has_outputs())
+        if run:
+            pending.add(job.id)
+    return [job for job in jobs if job.id in pending]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ import numpy as np
 from wsrl.errors import ConfigError
 from wsrl.io import atomic, checkpoint
 from wsrl.io.provenance import provenance
-from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, MetricsLog
+from wsrl.io.runlog import CONFIG_FILE, METRICS_FILE, MetricsLog, load_records
 
 STATE_DIR, CURRENT, LOCK_FILE, CHECKPOINT_DIR = "state", "CURRENT", ".lock", "checkpoint"
 # Recorded fields that may differ between a run and its resumption (how it is run, not what it computes; snapshot
@@ -190,6 +190,19 @@ class Run:
         path = checkpoint.save(self.path / CHECKPOINT_DIR, agent, obs_dim=obs_dim, extra=extra)
         shutil.rmtree(self.path / STATE_DIR, ignore_errors=True)
         return path
+
+
+def finished(run_dir: Path) -> bool:
+    """The run is complete: its final checkpoint is written or, in a results tree kept without checkpoints (a
+    committed study), its metrics reach its last step and no unfinished state is left."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_DIR / "checkpoint.json").exists():
+        return True
+    if (run_dir / STATE_DIR).exists() or not (run_dir / CONFIG_FILE).is_file() or not (run_dir / METRICS_FILE).is_file():
+        return False
+    records = load_records(run_dir)
+    steps = json.loads((run_dir / CONFIG_FILE).read_text()).get("steps")
+    return bool(records) and steps is not None and records[-1].get("step") == steps
 
 
 def resume_step(runs: list[Run]) -> int:
