@@ -151,6 +151,8 @@ def test_factory_and_transitions_run_equals_the_run_by_names(tmp_path):
         by_obj = json.loads((objects / "config.json").read_text())
         assert by_path["dataset_sha256"] == sha256(path) and by_path["dataset_file"] == str(path.resolve())
         assert by_obj["dataset_sha256"] == transitions_sha256(data)
+        # The same arrays trained on, whichever way they came: one content hash.
+        assert by_path["training_data_sha256"] == by_obj["training_data_sha256"]
         assert by_obj["dataset"] == IN_MEMORY.format(transitions_sha256(data))
         assert (by_obj["env"], by_obj["env_kwargs"], by_obj["max_episode_steps"]) == (ENV, {}, HORIZON)
         assert by_obj["env_factory"].endswith("make_pendulum") and "env_factory" not in by_path

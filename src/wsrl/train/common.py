@@ -104,20 +104,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_record(task: Task, override: str | None, given: Transitions | None) -> dict:
+def dataset_record(task: Task, override: str | None, given: Transitions | None, loaded: Transitions) -> dict:
     """What config.json notes of the offline data: the sha256 of the Transitions object's arrays, or the file
-    read (a Minari dataset's main_data.hdf5) and its sha256."""
+    read (a Minari dataset's main_data.hdf5) and its sha256; and `training_data_sha256`, of the arrays trained on
+    (`loaded`: rewards transformed, returns attached), which says whether two runs saw the same data even when
+    their files differ in metadata only (a dataset generated again at another commit)."""
+    content = {"training_data_sha256": transitions_sha256(loaded)}
     if given is not None:
-        return {"dataset_sha256": transitions_sha256(given)}
+        return {"dataset_sha256": transitions_sha256(given), **content}
     from wsrl.config import names_minari_dataset
     from wsrl.data.loaders import MINARI_FILE, minari_data_dir
     source = dataset_source(task, override)
     try:
         path = minari_data_dir(source) / MINARI_FILE if names_minari_dataset(str(source)) else \
             Path(source).expanduser()
-        return {"dataset_file": str(path.resolve()), "dataset_sha256": file_sha256(path)}
+        return {"dataset_file": str(path.resolve()), "dataset_sha256": file_sha256(path), **content}
     except (DataError, OSError):
-        return {}
+        return content
 
 
 def load_training_data(task: Task, override: str | None, obs_dim: int, action_dim: int,

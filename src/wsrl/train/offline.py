@@ -66,7 +66,7 @@ def _pretrain(cfg: PretrainConfig, inputs: common.Inputs, stack: contextlib.Exit
     obs_dim, action_dim = common.env_dims(eval_envs[0][0])
     data = common.load_training_data(task, cfg.dataset, obs_dim, action_dim, learner.discount, inputs.data)
 
-    data_record = {} if start else common.dataset_record(task, cfg.dataset, inputs.data)
+    data_record = {} if start else common.dataset_record(task, cfg.dataset, inputs.data, data)
     for run in runs:
         run.open(stack, start)
     if start:
