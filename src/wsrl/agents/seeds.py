@@ -29,8 +29,10 @@ def stack(members: list):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *members)
 
 
-def member(stacked, index: int):
-    """Seed `index` of a stacked agent, as a single agent."""
+@jax.jit
+def member(stacked, index):
+    """Seed `index` of a stacked agent, as a single agent. One jitted call: sliced leaf by leaf outside a jit,
+    each of the agent's ~80 arrays was its own dispatch (about 1.5 s of a 25 s demo-size run, docs/performance.md)."""
     return jax.tree_util.tree_map(lambda x: x[index], stacked)
 
 
