@@ -40,6 +40,7 @@ class DemoSettings:
     warmup_steps: int = 1_000
     hidden: tuple[int, ...] = (64, 64)
     num_critics: int = 2
+    batch_size: int = 256
     eval_interval: int = 500
     diagnostic_interval: int = 100
     eval_episodes: int = 10
@@ -88,7 +89,8 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
                progress=progress)
     common = dict(task=TASK, seeds=s.seeds, dataset=str(dataset), eval_interval=s.eval_interval,
                   discount=s.discount, final_init_scale=s.final_init_scale, eval_episodes=s.eval_episodes,
-                  critic_hidden_dims=s.hidden, actor_hidden_dims=s.hidden, progress=progress)
+                  critic_hidden_dims=s.hidden, actor_hidden_dims=s.hidden, batch_size=s.batch_size,
+                  progress=progress)
     pre_dirs = [out / "pretrain" / f"seed{seed}" for seed in s.seeds]
     if not _done(pre_dirs):
         _timed("pretrain", times, pretrain, PretrainConfig(
