@@ -25,7 +25,7 @@ from wsrl.tasks import resolve_task
 from wsrl.train.common import Inputs, with_inputs
 from wsrl.train.offline import pretrain, pretrain_seeds
 from wsrl.train.online import finetune
-from wsrl.train.run import CHECKPOINT_DIR
+from wsrl.train.run import CHECKPOINT_DIR, has_checkpoint
 
 __all__ = ["pretrain", "finetune", "run", "PretrainConfig", "FinetuneConfig"]
 
@@ -70,7 +70,7 @@ def run(cfg: FinetuneConfig, algorithm: str | None = None, pretrain_steps: int |
     base = {seed: Path(template.replace("{seed}", str(seed))) for seed in seeds}
     pretrain_dirs, pretrained = None, {}
     if pre is not None:
-        todo = [s for s in seeds if not (base[s] / "pretrain" / CHECKPOINT_DIR / "checkpoint.json").exists()]
+        todo = [s for s in seeds if not has_checkpoint(base[s] / "pretrain")]
         if todo:
             started = [s for s in todo if (base[s] / "pretrain" / CONFIG_FILE).exists()]
             result = pretrain_seeds(dataclasses.replace(

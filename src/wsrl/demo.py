@@ -27,7 +27,7 @@ from wsrl.datagen import generate
 from wsrl.summary import load_records, mean_se
 from wsrl.train.offline import pretrain
 from wsrl.train.online import finetune
-from wsrl.train.run import CHECKPOINT_DIR
+from wsrl.train.run import CHECKPOINT_DIR, has_checkpoint
 
 TASK = "pointmaze-umaze-repeat4-v0"
 
@@ -40,7 +40,6 @@ class DemoSettings:
     warmup_steps: int = 1_000
     hidden: tuple[int, ...] = (64, 64)
     num_critics: int = 2
-    batch_size: int = 256
     eval_interval: int = 500
     diagnostic_interval: int = 100
     eval_episodes: int = 10
@@ -68,7 +67,7 @@ WARMED_UP = ("wsrl",)  # the variants that warm up, for the settings' warmup_ste
 
 
 def _done(run_dirs: list[Path]) -> bool:
-    return all((d / CHECKPOINT_DIR / "checkpoint.json").exists() for d in run_dirs)
+    return all(has_checkpoint(d) for d in run_dirs)
 
 
 def _timed(stage: str, times: dict, fn, *args, **kwargs):
@@ -89,8 +88,7 @@ def run_demo(out: Path, s: DemoSettings, progress: bool = True, variants=tuple(V
                progress=progress)
     common = dict(task=TASK, seeds=s.seeds, dataset=str(dataset), eval_interval=s.eval_interval,
                   discount=s.discount, final_init_scale=s.final_init_scale, eval_episodes=s.eval_episodes,
-                  critic_hidden_dims=s.hidden, actor_hidden_dims=s.hidden, batch_size=s.batch_size,
-                  progress=progress)
+                  critic_hidden_dims=s.hidden, actor_hidden_dims=s.hidden, progress=progress)
     pre_dirs = [out / "pretrain" / f"seed{seed}" for seed in s.seeds]
     if not _done(pre_dirs):
         _timed("pretrain", times, pretrain, PretrainConfig(

@@ -29,7 +29,7 @@ from wsrl import config as C
 from wsrl.datagen.partial import partial_path
 from wsrl.errors import ConfigError
 from wsrl.io.runlog import SWEEP_MANIFEST as MANIFEST
-from wsrl.train.run import CHECKPOINT_DIR, finished as run_finished
+from wsrl.train.run import CHECKPOINT_DIR, finished as run_finished, has_checkpoint
 
 DATASETS_DIR, LOGS_DIR = "datasets", "logs"
 TOP_KEYS = ("root", "tasks", "methods", "seeds", "seeds_per_process", "cpus_per_run", "data", "options", "pretrain",
@@ -55,7 +55,7 @@ class Job:
         """What the jobs after it read is on disk: the dataset file, or every seed's final checkpoint."""
         if self.kind == "data":
             return Path(self.outputs[0]).exists()
-        return all((Path(d) / CHECKPOINT_DIR / "checkpoint.json").exists() for d in self.outputs)
+        return all(has_checkpoint(d) for d in self.outputs)
 
     def finished(self) -> bool:
         """Every seed's run is complete, checkpoint kept or not (`train.run.finished`)."""
@@ -78,8 +78,8 @@ class Job:
 
 def pending_jobs(jobs) -> list:
     """The jobs a sweep runs: runs not finished; finished runs whose checkpoints are gone (a results tree kept
-    without them) while a pending job needs them, which start over and, training being deterministic, write the
-    same metrics again; and datasets that are missing and needed (a dataset is an input, not a result).
+    without them) while a pending job needs them, which start over and write their metrics again; and datasets
+    that are missing and needed (a dataset is an input, not a result).
     `jobs` in plan order (a job after the jobs it needs)."""
     pending = set()
     for job in reversed(jobs):

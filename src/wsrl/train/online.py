@@ -167,7 +167,8 @@ def _finetune(cfg: FinetuneConfig, stack: contextlib.ExitStack, pretrained: dict
     built = [build_agents(m, plan, obs_dim, action_dim, pretrained.get(m.seed)) for m in members] if not start \
         else None
     data = load_offline_data(cfg, plan, task, obs_dim, action_dim, fresh=not start, given=inputs.data)
-    data_record = common.dataset_record(task, cfg.dataset, inputs.data, data) if data is not None and not start else {}
+    fresh_data = data is not None and not start
+    data_record = common.dataset_record(task, cfg.dataset, inputs.data, data) if fresh_data else {}
     lanes = []
     for m, run, (env, eval_envs) in zip(members, runs, lanes_env):
         held_out = common.held_out_sample(data, cfg.diagnostic_samples, m.seed) if data is not None else None

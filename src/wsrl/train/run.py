@@ -192,13 +192,18 @@ class Run:
         return path
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """The run's final checkpoint is written (it is written last: the run is over)."""
+    return (Path(run_dir) / CHECKPOINT_DIR / "checkpoint.json").exists()
+
+
 def finished(run_dir: Path) -> bool:
     """The run is complete: its final checkpoint is written or, in a results tree kept without checkpoints (a
     committed study), its metrics reach its last step and no unfinished state is left."""
     run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT_DIR / "checkpoint.json").exists():
+    if has_checkpoint(run_dir):
         return True
-    if (run_dir / STATE_DIR).exists() or not (run_dir / CONFIG_FILE).is_file() or not (run_dir / METRICS_FILE).is_file():
+    if (run_dir / STATE_DIR).exists() or not all((run_dir / f).is_file() for f in (CONFIG_FILE, METRICS_FILE)):
         return False
     records = load_records(run_dir)
     steps = json.loads((run_dir / CONFIG_FILE).read_text()).get("steps")
